@@ -1,0 +1,104 @@
+"""The ``heimdall`` command: the root app registers the command groups, nothing else.
+
+Errors are turned into messages in one place (:class:`_Group`): a
+:class:`~heimdall_cli.errors.HeimdallError` prints one line (plus a hint) and exits
+with its code; ``-v`` or ``HEIMDALL_DEBUG=1`` adds the traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+
+from heimdall_cli import __version__
+from heimdall_cli.cli import config, verify
+from heimdall_cli.cli.output import render_error
+
+_state = {"verbose": False}
+
+
+class _Group(TyperGroup):
+    """Root group: the single place where expected failures become exit codes."""
+
+    def invoke(self, ctx: Any) -> Any:
+        from heimdall_cli.errors import HeimdallError
+
+        try:
+            return super().invoke(ctx)
+        except HeimdallError as e:
+            render_error(e.message, e.hint, detail=_traceback() if _verbose() else None)
+            raise typer.Exit(e.exit_code) from None
+        except KeyboardInterrupt:
+            render_error("Interrupted.")
+            raise typer.Exit(130) from None
+
+
+def _verbose() -> bool:
+    return _state["verbose"] or os.environ.get("HEIMDALL_DEBUG", "") not in ("", "0", "false")
+
+
+def _traceback() -> str:
+    return "".join(traceback.format_exception(*sys.exc_info()))
+
+
+app = typer.Typer(
+    name="heimdall",
+    cls=_Group,
+    help="Train Heimdall's RF transmitter-localization models and manage them in MLflow.\n\n"
+    "Examples:\n\n"
+    "  heimdall verify\n\n"
+    "  heimdall train --config configs/quickstart.yaml --run-name first-try\n\n"
+    "  heimdall runs best --metric val/loss --json\n\n"
+    "  heimdall model promote --version 3 --stage Production",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"heimdall {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show details (tracebacks) on errors.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Train Heimdall's RF localization models and manage them in MLflow."""
+    _state["verbose"] = verbose
+    _quiet_libraries()
+
+
+def _quiet_libraries() -> None:
+    """Library chatter goes to stderr at WARNING, scrubbed; our own results stay on stdout."""
+    import logging
+
+    from heimdall_cli.redact import install_log_scrubbing
+
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    for name in ("mlflow", "alembic", "lightning", "lightning.pytorch", "lightning.fabric", "timm", "urllib3",
+                 "botocore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    install_log_scrubbing()
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+
+
+app.add_typer(config.app, name="config")
+app.command(name="verify")(verify.verify)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="heimdall")

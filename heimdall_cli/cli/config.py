@@ -1,0 +1,49 @@
+"""``heimdall config show``: the resolved configuration, and where each value came from."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from heimdall_cli.cli.options import ConfigOpt, JsonOpt
+
+app = typer.Typer(help="Inspect the resolved configuration.", no_args_is_help=True)
+
+
+@app.command("show")
+def show(
+    config: ConfigOpt = None,
+    explain: Annotated[bool, typer.Option("--explain", help="Name the source of every value.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Print the resolved configuration (secrets masked).
+
+    Precedence, highest first: flags > environment (HEIMDALL_SECTION__FIELD, MLFLOW_TRACKING_URI,
+    MLFLOW_S3_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) > .env > --config FILE > defaults.
+
+    Examples:
+
+      heimdall config show
+
+      heimdall config show --config configs/default.yaml --explain
+
+      heimdall config show --json | jq .tracking
+    """
+    from heimdall_cli.cli.common import resolve
+    from heimdall_cli.cli.output import Output, table
+    from heimdall_cli.settings import explain as explain_rows
+    from heimdall_cli.settings import to_display_dict
+
+    resolved = resolve(config)
+    rows = explain_rows(resolved)
+    out = Output(json_mode=json_out)
+    if json_out:
+        data = to_display_dict(resolved.settings)
+        if explain:
+            data = {"settings": data, "sources": {key: source for key, _, source, _ in rows}}
+        out.result(data)
+        return
+    columns = ["setting", "value", "source", "description"] if explain else ["setting", "value"]
+    shown = [(k, v, s, d) if explain else (k, v) for k, v, s, d in rows]
+    out.result(None, human=lambda console: console.print(table(None, columns, shown)))

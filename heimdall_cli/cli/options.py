@@ -1,0 +1,33 @@
+"""Option types shared by every command (one place, one spelling)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="YAML or JSON config file (below .env and environment, above defaults).",
+        envvar="HEIMDALL_CONFIG",
+        show_envvar=False,
+        dir_okay=False,
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout and nothing else there.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the bare result (an id or a version).")]
+ExperimentOpt = Annotated[
+    str | None, typer.Option("--experiment", "-e", help="Experiment name (default: tracking.experiment).")
+]
+ModelNameOpt = Annotated[
+    str | None, typer.Option("--name", "-n", help="Registered model name (default: tracking.model_name).")
+]
+RunIdArg = Annotated[str, typer.Argument(help="MLflow run id.", show_default=False)]
+TrackingUriOpt = Annotated[
+    str | None,
+    typer.Option("--tracking-uri", help="Tracking URI (overrides MLFLOW_TRACKING_URI and config).", show_default=False),
+]

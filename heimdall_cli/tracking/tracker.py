@@ -1,0 +1,422 @@
+"""The tracker service: the only code that talks to MLflow.
+
+Every heimdall command gets a :class:`Tracker` from :func:`heimdall_cli.tracking.open_tracker`.
+It uses ``MlflowClient`` with an explicit tracking URI (never ``mlflow.set_tracking_uri``,
+which would copy the URI, password included, into the process environment).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from heimdall_cli.errors import ConfigError, NotFound
+from heimdall_cli.redact import mask_uri
+from heimdall_cli.tracking.batcher import MetricBatcher, Point
+from heimdall_cli.tracking.errors import translated
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities import Run
+
+    from heimdall_cli.settings import Settings
+
+MAX_PARAM_LENGTH = 6000  # MLflow's limit on a param value
+MAX_PARAMS_PER_BATCH = 100
+RUN_STATUSES = ("FINISHED", "FAILED", "KILLED")
+
+
+@dataclass
+class RunRecord:
+    """A run as heimdall shows it: plain data, no MLflow objects."""
+
+    run_id: str
+    name: str
+    experiment_id: str
+    status: str
+    start_time: int | None
+    end_time: int | None
+    artifact_uri: str
+    params: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def duration_s(self) -> float | None:
+        """Wall time of the run in seconds (so far, if still running)."""
+        if self.start_time is None:
+            return None
+        end = self.end_time or int(time.time() * 1000)
+        return (end - self.start_time) / 1000
+
+    @classmethod
+    def from_mlflow(cls, run: Run) -> RunRecord:
+        """Convert an ``mlflow.entities.Run``."""
+        info, data = run.info, run.data
+        return cls(
+            run_id=info.run_id,
+            name=info.run_name or "",
+            experiment_id=info.experiment_id,
+            status=info.status,
+            start_time=info.start_time,
+            end_time=info.end_time,
+            artifact_uri=info.artifact_uri,
+            params=dict(data.params),
+            metrics=dict(data.metrics),
+            tags={k: v for k, v in data.tags.items() if not k.startswith("mlflow.") or k == "mlflow.runName"},
+        )
+
+
+def best_key(metric: str) -> str:
+    """The summary metric that holds a run's best value: ``val/loss`` -> ``best/val_loss``."""
+    return "best/" + metric.replace("/", "_")
+
+
+def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """Flatten nested dicts with dots; non-scalars become JSON; None becomes ''."""
+    out: dict[str, str] = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten_params(value, f"{name}."))
+        elif value is None:
+            out[name] = ""
+        elif isinstance(value, (str, int, float, bool)) or isinstance(value, Path):
+            out[name] = str(value)
+        else:
+            out[name] = json.dumps(value, default=str, sort_keys=True)
+    return out
+
+
+class Tracker:
+    """Experiments, runs, params, metrics and artifacts (registry and search in sibling modules)."""
+
+    def __init__(self, settings: Settings, client: MlflowClient) -> None:
+        self.settings = settings
+        self.client = client
+        self.experiment_id: str | None = None
+        self.run_id: str | None = None
+        self._batcher: MetricBatcher | None = None
+
+    # ------------------------------------------------------------------ identity
+    @property
+    def tracking_uri(self) -> str:
+        """The tracking URI with any password masked (safe to print)."""
+        return mask_uri(self.settings.tracking.uri)
+
+    def _require_run(self, run_id: str | None = None) -> str:
+        run_id = run_id or self.run_id
+        if not run_id:
+            raise ConfigError("No active run.", "Call start_run() first.")
+        return run_id
+
+    # ------------------------------------------------------------------ experiments
+    def get_or_create_experiment(self, name: str | None = None) -> str:
+        """Return the id of experiment ``name`` (default from settings), creating it if needed."""
+        name = name or self.settings.tracking.experiment
+        with translated(f"Experiment '{name}'"):
+            experiment = self.client.get_experiment_by_name(name)
+            if experiment is None:
+                try:
+                    experiment_id = self.client.create_experiment(name, artifact_location=self._artifact_location(name))
+                except Exception as e:  # another process may have created it meanwhile
+                    experiment = self.client.get_experiment_by_name(name)
+                    if experiment is None:
+                        raise e
+                    experiment_id = experiment.experiment_id
+            else:
+                if experiment.lifecycle_stage == "deleted":
+                    raise ConfigError(
+                        f"Experiment '{name}' is deleted.", "Restore it in MLflow or choose another experiment name."
+                    )
+                experiment_id = experiment.experiment_id
+        self.experiment_id = experiment_id
+        return experiment_id
+
+    def find_experiment(self, name: str | None = None) -> str:
+        """The id of an existing experiment; NotFound when there is none."""
+        name = name or self.settings.tracking.experiment
+        with translated(f"Experiment '{name}'"):
+            experiment = self.client.get_experiment_by_name(name)
+        if experiment is None or experiment.lifecycle_stage == "deleted":
+            raise NotFound(f"Experiment '{name}' not found.", "List experiments in the MLflow UI: heimdall ui")
+        return experiment.experiment_id
+
+    def _artifact_location(self, name: str) -> str | None:
+        storage, backend = self.settings.storage, self.settings.tracking.backend
+        if backend == "http":
+            return None  # the server decides (proxied artifacts)
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+        if storage.is_s3:
+            return f"{storage.artifact_root.rstrip('/')}/{safe}"
+        return (Path(storage.artifact_root).expanduser().resolve() / safe).as_uri()
+
+    # ------------------------------------------------------------------ runs
+    def start_run(
+        self,
+        run_name: str | None = None,
+        tags: Mapping[str, Any] | None = None,
+        *,
+        run_id: str | None = None,
+        experiment: str | None = None,
+    ) -> str:
+        """Start a new run, or attach to ``run_id`` (resume). Returns the run id."""
+        if run_id:
+            with translated(f"Run '{run_id}'"):
+                run = self.client.get_run(run_id)
+                if run.info.status != "RUNNING":
+                    self.client.update_run(run_id, status="RUNNING")
+            self.experiment_id = run.info.experiment_id
+            self.run_id = run_id
+        else:
+            experiment_id = self.get_or_create_experiment(experiment)
+            with translated("Starting a run"):
+                run = self.client.create_run(
+                    experiment_id, run_name=run_name, tags={k: str(v) for k, v in (tags or {}).items()}
+                )
+            self.run_id = run.info.run_id
+        self._batcher = MetricBatcher(self._send_points, interval=self.settings.tracking.flush_interval_s)
+        return self.run_id
+
+    def end_run(self, status: str = "FINISHED") -> None:
+        """Flush everything queued, then mark the run FINISHED, FAILED or KILLED."""
+        status = status.upper()
+        if status not in RUN_STATUSES:
+            raise ConfigError(f"Run status {status!r} is not one of {', '.join(RUN_STATUSES)}.")
+        run_id = self._require_run()
+        try:
+            self.flush()
+        finally:
+            if self._batcher is not None:
+                self._batcher.close(timeout=5)
+                self._batcher = None
+            with translated(f"Ending run '{run_id}'"):
+                self.client.set_terminated(run_id, status=status)
+            self.run_id = None
+
+    def get_run(self, run_id: str | None = None) -> RunRecord:
+        """Status, params, latest metrics and tags of a run."""
+        run_id = self._require_run(run_id)
+        with translated(f"Run '{run_id}'"):
+            try:
+                run = self.client.get_run(run_id)
+            except Exception as e:
+                if "not found" in str(e).lower() or getattr(e, "error_code", "") == "RESOURCE_DOES_NOT_EXIST":
+                    raise NotFound(f"Run '{run_id}' not found.", "List runs: heimdall runs list") from None
+                raise
+        return RunRecord.from_mlflow(run)
+
+    # ------------------------------------------------------------------ params and tags
+    def log_params(self, params: Mapping[str, Any], run_id: str | None = None) -> None:
+        """Log flattened params. Values over 6,000 characters go to ``params/<key>.txt`` instead."""
+        from mlflow.entities import Param
+
+        run_id = self._require_run(run_id)
+        flat = flatten_params(params)
+        too_long = {k: v for k, v in flat.items() if len(v) > MAX_PARAM_LENGTH}
+        for key, value in too_long.items():
+            self.log_text(value, f"params/{key.replace('/', '_')}.txt", run_id=run_id)
+            flat[key] = f"(in artifact params/{key.replace('/', '_')}.txt, {len(value)} characters)"
+        items = [Param(k, v) for k, v in flat.items()]
+        with translated("Logging params"):
+            for i in range(0, len(items), MAX_PARAMS_PER_BATCH):
+                self.client.log_batch(run_id, params=items[i : i + MAX_PARAMS_PER_BATCH])
+
+    def set_tags(self, tags: Mapping[str, Any], run_id: str | None = None) -> None:
+        """Set run tags."""
+        from mlflow.entities import RunTag
+
+        run_id = self._require_run(run_id)
+        with translated("Setting tags"):
+            self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    # ------------------------------------------------------------------ metrics
+    def log_metrics(
+        self, metrics: Mapping[str, float], step: int | None = None, timestamp_ms: int | None = None
+    ) -> None:
+        """Queue metric values; they are sent in batches in the background (see :meth:`flush`)."""
+        self._require_run()
+        if self._batcher is None:
+            raise ConfigError("No active run.", "Call start_run() first.")
+        ts = timestamp_ms if timestamp_ms is not None else int(time.time() * 1000)
+        points = []
+        for key, value in metrics.items():
+            v = float(value)
+            if math.isnan(v) or math.isinf(v):
+                # MLflow stores NaN/inf inconsistently across backends; keep them visible as such.
+                v = float("nan") if math.isnan(v) else math.copysign(1.7976931348623157e308, v)
+            points.append(Point(key, v, ts, int(step or 0)))
+        self._batcher.add(points)
+
+    def log_metric(self, key: str, value: float, step: int | None = None) -> None:
+        """Queue one metric value."""
+        self.log_metrics({key: value}, step=step)
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Block until every queued metric has reached the backend."""
+        if self._batcher is not None:
+            with translated("Sending metrics"):
+                self._batcher.flush(timeout)
+
+    @property
+    def pending_metrics(self) -> int:
+        """Metric points queued but not yet acknowledged."""
+        return self._batcher.pending if self._batcher else 0
+
+    def _send_points(self, points: list[Point]) -> None:
+        from mlflow.entities import Metric
+
+        metrics = [Metric(p.key, p.value, p.timestamp_ms, p.step) for p in points]
+        self.client.log_batch(self.run_id, metrics=metrics, synchronous=True)
+
+    def metric_history(self, key: str, run_id: str | None = None) -> list[tuple[int, float, int]]:
+        """(step, value, timestamp_ms) of every point of ``key``, in step order."""
+        run_id = self._require_run(run_id)
+        with translated(f"Metric history of '{key}'"):
+            history = self.client.get_metric_history(run_id, key)
+        return sorted(((m.step, m.value, m.timestamp) for m in history), key=lambda t: (t[0], t[2]))
+
+    # ------------------------------------------------------------------ artifacts
+    def log_artifact(self, local_path: str | Path, artifact_path: str | None = None) -> None:
+        """Upload one file (or a whole directory) to the run's artifacts."""
+        run_id = self._require_run()
+        path = Path(local_path)
+        if not path.exists():
+            raise NotFound(f"Artifact {path} does not exist.")
+        with translated(f"Uploading {path.name}"):
+            if path.is_dir():
+                self.client.log_artifacts(run_id, str(path), artifact_path)
+            else:
+                self.client.log_artifact(run_id, str(path), artifact_path)
+
+    def log_artifacts(self, local_dir: str | Path, artifact_path: str | None = None) -> None:
+        """Upload the contents of a directory."""
+        run_id = self._require_run()
+        with translated(f"Uploading {local_dir}"):
+            self.client.log_artifacts(run_id, str(local_dir), artifact_path)
+
+    def log_text(self, text: str, artifact_file: str, run_id: str | None = None) -> None:
+        """Write ``text`` to the artifact ``artifact_file``."""
+        run_id = self._require_run(run_id)
+        with translated(f"Uploading {artifact_file}"):
+            self.client.log_text(run_id, text, artifact_file)
+
+    def delete_artifact(self, artifact_path: str, run_id: str | None = None) -> None:
+        """Delete an artifact file or folder of a run (e.g. an evicted checkpoint)."""
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+        run_id = self._require_run(run_id)
+        with translated(f"Deleting artifact {artifact_path}"):
+            artifact_uri = self.client.get_run(run_id).info.artifact_uri
+            get_artifact_repository(artifact_uri).delete_artifacts(artifact_path)
+
+    def list_artifacts(self, path: str | None = None, run_id: str | None = None) -> list[tuple[str, int | None]]:
+        """Every artifact file under ``path`` as (path, size in bytes), recursively."""
+        run_id = self._require_run(run_id)
+        out: list[tuple[str, int | None]] = []
+        with translated("Listing artifacts"):
+            stack = [path]
+            while stack:
+                for info in self.client.list_artifacts(run_id, stack.pop()):
+                    if info.is_dir:
+                        stack.append(info.path)
+                    else:
+                        out.append((info.path, info.file_size))
+        return sorted(out)
+
+    def download_artifacts(self, artifact_path: str, dst: str | Path, run_id: str | None = None) -> Path:
+        """Download an artifact file or folder to ``dst``; returns the local path."""
+        run_id = self._require_run(run_id)
+        with translated(f"Downloading {artifact_path}"):
+            return Path(self.client.download_artifacts(run_id, artifact_path, str(dst)))
+
+    def log_dict(self, data: Any, artifact_file: str) -> None:
+        """Write ``data`` as JSON or YAML (by extension) to an artifact."""
+        run_id = self._require_run()
+        with translated(f"Uploading {artifact_file}"):
+            self.client.log_dict(run_id, data, artifact_file)
+
+    def log_dataset(self, name: str, digest: str, source: str, *, context: str = "training",
+                    profile: Mapping[str, Any] | None = None) -> None:
+        """Record the dataset (name, content hash, source) as an MLflow dataset input."""
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        run_id = self._require_run()
+        dataset = Dataset(
+            name=name,
+            digest=digest[:36],
+            source_type="heimdall",
+            source=json.dumps({"uri": source}),
+            profile=json.dumps(dict(profile or {}), default=str),
+        )
+        with translated("Logging dataset input"):
+            self.client.log_inputs(run_id, datasets=[DatasetInput(dataset, [InputTag("mlflow.data.context", context)])])
+
+    # ------------------------------------------------------------------ models
+    def log_pytorch_model(self, model: Any, artifact_path: str = "model", *, input_example: Any,
+                          signature: Any = None, metadata: Mapping[str, Any] | None = None) -> str:
+        """Save ``model`` with the ``mlflow.pytorch`` flavour and upload it; returns ``runs:/…`` URI."""
+        import mlflow.pytorch
+        from mlflow.models import infer_signature
+
+        run_id = self._require_run()
+        with tempfile.TemporaryDirectory(prefix="heimdall-model-") as tmp:
+            local = Path(tmp) / "model"
+            if signature is None:
+                import torch
+
+                with torch.no_grad():
+                    output = model(torch.as_tensor(input_example)).numpy()
+                signature = infer_signature(input_example, output)
+            with translated("Saving the model"):
+                mlflow.pytorch.save_model(
+                    model,
+                    str(local),
+                    signature=signature,
+                    input_example=input_example,
+                    pip_requirements=_model_requirements(),
+                    metadata=dict(metadata or {}),
+                )
+            self.log_artifacts(local, artifact_path)
+        return f"runs:/{run_id}/{artifact_path}"
+
+    # ------------------------------------------------------------------ seed API (delegates)
+    def register_model(self, model_name: str | None = None, model_uri: str | None = None, **kwargs: Any) -> int:
+        """Register a logged model and wait until it is READY; returns the version."""
+        from heimdall_cli.tracking import registry
+
+        return registry.register_model(self, model_name=model_name, model_uri=model_uri, **kwargs).version
+
+    def transition_model_stage(self, model_name: str | None = None, version: int | str = 0,
+                               stage: str = "Production", **kwargs: Any) -> None:
+        """Promote ``version`` to ``stage`` (alias, plus the deprecated stage where supported)."""
+        from heimdall_cli.tracking import registry
+
+        registry.promote(self, model_name=model_name, version=int(version), stage=stage, **kwargs)
+
+    def get_best_run(self, metric: str = "val/loss", mode: str = "min", **kwargs: Any) -> RunRecord:
+        """The run with the best value of ``metric`` (its best, not its last)."""
+        from heimdall_cli.tracking import search
+
+        return search.best_run(self, metric, mode, **kwargs)
+
+    def close(self) -> None:
+        """Flush and stop background work; does not end the run."""
+        if self._batcher is not None:
+            try:
+                self.flush()
+            finally:
+                self._batcher.close(timeout=5)
+                self._batcher = None
+
+
+def _model_requirements() -> list[str]:
+    from importlib.metadata import version
+
+    return [f"torch=={version('torch')}", f"mlflow=={version('mlflow')}", f"numpy=={version('numpy')}"]
