@@ -65,7 +65,7 @@ def verify(
         backend = pool.submit(_backend_checks, settings, full)
         artifacts = pool.submit(_run_check, "artifact store", lambda: _artifact_probe(settings))
         runtime = pool.submit(_runtime_checks, settings)
-        checks += backend.result() + [artifacts.result()] + runtime.result()
+        checks += [*backend.result(), artifacts.result(), *runtime.result()]
     code = _report(checks, json_out, started)
     raise typer.Exit(code)
 

@@ -157,7 +157,12 @@ def write_dataset(
         samples=n,
         shape={"receivers": len(RECEIVERS), "n_mels": world.n_mels, "n_frames": world.n_frames},
         shards=tuple(shards),
-        generator={"name": "heimdall-synth", "version": SYNTH_VERSION, "seed": seed, "world": world.model_dump(mode="json")},
+        generator={
+            "name": "heimdall-synth",
+            "version": SYNTH_VERSION,
+            "seed": seed,
+            "world": world.model_dump(mode="json"),
+        },
         receivers=RECEIVERS,
         content_hash=content_hash([s.sha256 for s in shards]),
     )

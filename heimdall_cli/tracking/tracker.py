@@ -87,7 +87,7 @@ def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, str
             out.update(flatten_params(value, f"{name}."))
         elif value is None:
             out[name] = ""
-        elif isinstance(value, (str, int, float, bool)) or isinstance(value, Path):
+        elif isinstance(value, (str, int, float, bool, Path)):
             out[name] = str(value)
         else:
             out[name] = json.dumps(value, default=str, sort_keys=True)

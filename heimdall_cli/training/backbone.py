@@ -18,7 +18,7 @@ def resolve_name(name: str) -> str:
         if timm.is_model(candidate):
             return candidate
     close = difflib.get_close_matches(name.lower(), timm.list_models(), n=5, cutoff=0.6)
-    hint = f"Closest names: {', '.join(close)}." if close else "List names: python -c 'import timm; print(timm.list_models())'"
+    hint = f"Closest names: {', '.join(close)}." if close else "See timm.list_models() for valid names."
     raise ConfigError(f"Unknown backbone {name!r}.", hint)
 
 

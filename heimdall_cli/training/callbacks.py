@@ -1,0 +1,142 @@
+"""heimdall's own Lightning callbacks (the rest are Lightning's: checkpoint, early stop, LR)."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import Callback
+
+from heimdall_cli.training.progress import ProgressView
+
+
+class ProgressCounters(Callback):
+    """Feeds epoch and batch counters to the progress view (metric values come from the logger)."""
+
+    def __init__(self, view: ProgressView) -> None:
+        self.view = view
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.is_global_zero:
+            batches = trainer.num_training_batches
+            epochs = trainer.max_epochs or 0
+            if trainer.max_steps and trainer.max_steps > 0 and batches:
+                epochs = min(epochs or 10**9, -(-trainer.max_steps // int(batches)))
+            logger = trainer.logger
+            self.view.start(int(epochs), int(batches) if batches != float("inf") else 0,
+                            getattr(logger, "version", None))
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        if trainer.is_global_zero:
+            self.view.batch(trainer.current_epoch, args[-1] if args else 0, trainer.global_step)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.is_global_zero:
+            self.view.epoch_end(trainer.current_epoch)
+
+
+class BestMetrics(Callback):
+    """Keeps ``best/<metric>`` summaries (e.g. ``best/val_loss``) current after every validation.
+
+    MLflow orders runs by a metric's latest value; the summary makes "best run"
+    mean the best value reached, even for a run that was killed mid-way.
+    """
+
+    def __init__(self, monitors: dict[str, str]) -> None:
+        self.monitors = monitors  # metric -> "min" | "max"
+        self.best: dict[str, float] = {}
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero or trainer.logger is None:
+            return
+        from heimdall_cli.tracking.tracker import best_key
+
+        improved = {}
+        for metric, mode in self.monitors.items():
+            value = trainer.callback_metrics.get(metric)
+            if value is None:
+                continue
+            v = float(value)
+            old = self.best.get(metric)
+            if old is None or (v < old if mode == "min" else v > old):
+                self.best[metric] = v
+                improved[best_key(metric)] = v
+        if improved:
+            trainer.logger.log_metrics(improved, step=trainer.global_step)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": dict(self.best)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.best = dict(state_dict.get("best", {}))
+
+
+class StopRequested(Exception):
+    """Raised inside the loop after a checkpoint was saved on SIGINT/SIGTERM."""
+
+    def __init__(self, signame: str, checkpoint: Path | None) -> None:
+        super().__init__(signame)
+        self.signame = signame
+        self.checkpoint = checkpoint
+
+
+class GracefulStop(Callback):
+    """On SIGINT/SIGTERM: finish the current batch, save ``last.ckpt``, stop with :class:`StopRequested`.
+
+    Lightning turns a KeyboardInterrupt into ``sys.exit(1)``; handling the signals
+    here instead lets ``fit`` mark the run KILLED and exit with 130.
+    """
+
+    def __init__(self, checkpoint_path: Path) -> None:
+        self.checkpoint_path = checkpoint_path
+        self.signame: str | None = None
+        self._previous: dict[int, Any] = {}
+
+    def install(self) -> None:
+        """Replace the SIGINT/SIGTERM handlers (main thread only)."""
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread (e.g. tests calling fit from a thread)
+                pass
+
+    def uninstall(self) -> None:
+        """Restore the handlers found by :meth:`install`."""
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signame is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl+C: stop now
+        self.signame = signal.Signals(signum).name
+
+    def _check(self, trainer: L.Trainer) -> None:
+        requested = self.signame or (
+            "SIGTERM" if getattr(trainer, "received_sigterm", False) else None
+        )
+        if requested is None:
+            return
+        trainer.save_checkpoint(self.checkpoint_path)
+        raise StopRequested(requested, self.checkpoint_path)
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        self._check(trainer)
+
+    def on_validation_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        if not trainer.sanity_checking and trainer.state.fn == "fit":
+            self._check(trainer)
+
+
+class ShareRunId(Callback):
+    """Broadcast rank 0's run id so every DDP rank reports the same single run."""
+
+    def __init__(self) -> None:
+        self.run_id: str | None = None
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        logger = trainer.logger
+        local = getattr(logger, "version", None) if trainer.is_global_zero else None
+        self.run_id = trainer.strategy.broadcast(local, src=0)

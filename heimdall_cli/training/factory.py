@@ -1,0 +1,110 @@
+"""The one Lightning trainer factory. ``heimdall train``, the tests and ``bench/`` all use it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import lightning as L
+from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
+
+from heimdall_cli.training.callbacks import BestMetrics, GracefulStop, ProgressCounters, ShareRunId
+from heimdall_cli.training.logger import TrackerLogger
+from heimdall_cli.training.progress import ProgressView
+from heimdall_cli.training.uploads import ArtifactUploader, CheckpointSync
+
+if TYPE_CHECKING:
+    from heimdall_cli.settings import Settings
+    from heimdall_cli.tracking import Tracker
+
+MONITOR = "val/loss"
+BEST_MONITORS = {"val/loss": "min", "val/error_m_p50": "min"}
+
+
+@dataclass
+class TrainerParts:
+    """The trainer and the pieces of it that ``fit`` talks to."""
+
+    trainer: L.Trainer
+    logger: TrackerLogger
+    checkpoint: ModelCheckpoint
+    graceful: GracefulStop
+    share: ShareRunId
+    uploader: ArtifactUploader | None
+    checkpoint_sync: CheckpointSync | None
+    run_dir: Path
+
+
+def parse_devices(devices: str) -> Any:
+    """Lightning's ``devices``: "auto", a count ("2"), or a list ("0,1")."""
+    value = devices.strip()
+    if value == "auto" or value == "-1":
+        return value if value == "auto" else -1
+    if "," in value:
+        return [int(v) for v in value.split(",") if v.strip()]
+    try:
+        return int(value)
+    except ValueError:
+        from heimdall_cli.errors import ConfigError
+
+        raise ConfigError(f"--devices {devices!r} is not auto, a count, or a list like 0,1.") from None
+
+
+def build_trainer(
+    settings: Settings,
+    tracker: Tracker | None,
+    *,
+    view: ProgressView | None = None,
+    run_dir: Path | None = None,
+    skip_until: dict[str, int] | None = None,
+    extra_callbacks: list[Any] | None = None,
+) -> TrainerParts:
+    """Build the Trainer from settings: callbacks, precision, devices, strategy, logger.
+
+    ``tracker`` is None on ranks other than 0 and when tracking is disabled.
+    """
+    t = settings.training
+    view = view or ProgressView()
+    run_id = tracker.run_id if tracker else None
+    run_dir = run_dir or Path(t.output_dir) / (run_id or "untracked")
+    uploader = sync = None
+    if tracker is not None:
+        uploader = ArtifactUploader(tracker, run_dir / ".staging")
+        sync = CheckpointSync(uploader)
+    logger = TrackerLogger(tracker, view, run_id=run_id, save_dir=str(run_dir), skip_until=skip_until,
+                           checkpoints=sync)
+    checkpoint = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints",
+        filename="epoch{epoch:03d}-step{step:06d}",
+        auto_insert_metric_name=False,
+        monitor=MONITOR,
+        mode="min",
+        save_top_k=t.save_top_k,
+        save_last=True,
+    )
+    graceful = GracefulStop(run_dir / "checkpoints" / "last.ckpt")
+    share = ShareRunId()
+    callbacks: list[Any] = [checkpoint, LearningRateMonitor(logging_interval="epoch"),
+                            BestMetrics(BEST_MONITORS), ProgressCounters(view), graceful, share]
+    if t.early_stopping_patience > 0:
+        callbacks.append(EarlyStopping(monitor=MONITOR, mode="min", patience=t.early_stopping_patience))
+    callbacks.extend(extra_callbacks or [])
+    trainer = L.Trainer(
+        default_root_dir=run_dir,
+        max_epochs=t.epochs,
+        max_steps=t.max_steps,
+        accelerator=t.accelerator,
+        devices=parse_devices(t.devices),
+        num_nodes=t.num_nodes,
+        strategy=t.strategy,
+        precision=t.precision,  # type: ignore[arg-type]
+        gradient_clip_val=t.grad_clip or None,
+        logger=logger,
+        callbacks=callbacks,
+        log_every_n_steps=1,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
+    return TrainerParts(trainer, logger, checkpoint, graceful, share, uploader, sync, run_dir)

@@ -1,0 +1,85 @@
+"""Fixtures for the data layer: a small world, and a real moto S3 server over HTTP."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from heimdall_cli.settings import StorageSettings, WorldSettings
+
+
+@pytest.fixture
+def small_world() -> WorldSettings:
+    """Default propagation, tiny spectrograms: keeps tests fast."""
+    return WorldSettings(n_mels=8, n_frames=8)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``http://127.0.0.1:PORT`` of a moto server started for this session."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, stopped as a whole below
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"moto server exited: {Path(log).read_text()[-2000:]}")
+            try:
+                urllib.request.urlopen(f"{url}/moto-api/", timeout=1).close()
+                break
+            except urllib.error.HTTPError:  # any HTTP answer means it is serving
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail("moto server did not start within 30 s")
+                time.sleep(0.1)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@pytest.fixture
+def storage(moto_endpoint: str) -> StorageSettings:
+    return StorageSettings(
+        s3_endpoint_url=moto_endpoint, access_key_id="testing", secret_access_key="testing", region="us-east-1"
+    )
+
+
+@pytest.fixture
+def bucket(storage: StorageSettings) -> str:
+    """A fresh, empty bucket."""
+    from heimdall_cli import s3
+
+    name = f"heimdall-data-{uuid.uuid4().hex[:12]}"
+    s3.client(storage).create_bucket(Bucket=name)
+    return name

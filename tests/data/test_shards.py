@@ -1,0 +1,115 @@
+import hashlib
+import json
+
+import numpy as np
+import pytest
+
+from heimdall_cli.data.receivers import RECEIVERS
+from heimdall_cli.data.shards import MANIFEST, open_dataset, upload_dataset, write_dataset
+from heimdall_cli.data.synth import SynthBatch, generate
+from heimdall_cli.errors import ConfigError
+
+
+@pytest.fixture
+def dataset(tmp_path, small_world):
+    root = tmp_path / "ds"
+    manifest = write_dataset(root, 300, 5, small_world, shard_size=128)
+    return root, manifest
+
+
+def test_write_read_round_trip(dataset, small_world):
+    root, manifest = dataset
+    assert [s.samples for s in manifest.shards] == [128, 128, 44]
+    assert sorted(p.name for p in root.iterdir()) == [MANIFEST, "shard-00000.npz", "shard-00001.npz", "shard-00002.npz"]
+    data = json.loads((root / MANIFEST).read_text())
+    assert data["format"] == "heimdall-rf" and data["version"] == 1 and data["samples"] == 300
+    assert data["generator"]["seed"] == 5 and data["generator"]["world"]["n_mels"] == 8
+    assert [r["name"] for r in data["receivers"]] == [r.name for r in RECEIVERS]
+    for s in data["shards"]:
+        assert hashlib.sha256((root / s["file"]).read_bytes()).hexdigest() == s["sha256"]
+    joined = "".join(s["sha256"] + "\n" for s in data["shards"])
+    assert data["content_hash"] == hashlib.sha256(joined.encode()).hexdigest()
+
+    reader = open_dataset(str(root))
+    assert len(reader) == 300 and reader.manifest == manifest and reader.manifest.world == small_world
+    loaded, direct = reader.load(), generate(300, 5, small_world)
+    for k in SynthBatch.fields():
+        np.testing.assert_array_equal(getattr(loaded, k), getattr(direct, k))
+    assert isinstance(reader.spectrograms(1), np.memmap)
+
+
+def test_same_seed_same_files(dataset, tmp_path, small_world):
+    root, manifest = dataset
+    again = write_dataset(tmp_path / "again", 300, 5, small_world, shard_size=128)
+    assert again.content_hash == manifest.content_hash
+    for p in root.iterdir():
+        assert (tmp_path / "again" / p.name).read_bytes() == p.read_bytes()
+    other = write_dataset(tmp_path / "other", 300, 6, small_world, shard_size=128)
+    assert other.content_hash != manifest.content_hash
+
+
+def test_refuses_to_overwrite(dataset, small_world):
+    root, _ = dataset
+    with pytest.raises(ConfigError, match="already exists"):
+        write_dataset(root, 10, 5, small_world)
+    write_dataset(root, 10, 5, small_world, overwrite=True)
+    assert len(open_dataset(str(root))) == 10
+
+
+def test_flipped_byte_is_detected(dataset):
+    root, _ = dataset
+    shard = root / "shard-00001.npz"
+    raw = bytearray(shard.read_bytes())
+    raw[len(raw) // 2] ^= 0x01
+    shard.write_bytes(bytes(raw))
+    with pytest.raises(ConfigError, match=r"shard-00001\.npz") as e:
+        open_dataset(str(root))
+    assert e.value.exit_code == 2 and "\n" not in str(e.value)
+
+
+def test_missing_shard(dataset):
+    root, _ = dataset
+    (root / "shard-00002.npz").unlink()
+    with pytest.raises(ConfigError, match=r"shard-00002\.npz is missing"):
+        open_dataset(str(root))
+
+
+def test_missing_dir_and_manifest(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        open_dataset(str(tmp_path / "nope"))
+    with pytest.raises(ConfigError, match=r"manifest\.json not found"):
+        open_dataset(str(tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda m: m.update(version=2), "version 2"),
+        (lambda m: m.update(format="other"), "not a heimdall-rf"),
+        (lambda m: m["shards"][0].update(sha256="0" * 64), "content_hash"),
+        (lambda m: m.update(content_hash="0" * 64), "content_hash"),
+        (lambda m: m["shards"][0].update(file="../evil.npz"), "invalid shard file name"),
+        (lambda m: m.pop("shards"), "malformed manifest"),
+        (lambda m: m.update(samples=301), "disagree"),
+    ],
+)
+def test_bad_manifest(dataset, edit, message):
+    root, _ = dataset
+    data = json.loads((root / MANIFEST).read_text())
+    edit(data)
+    (root / MANIFEST).write_text(json.dumps(data))
+    with pytest.raises(ConfigError, match=message) as e:
+        open_dataset(str(root))
+    assert MANIFEST in str(e.value)
+
+
+def test_unparseable_manifest(dataset):
+    root, _ = dataset
+    (root / MANIFEST).write_text("{not json")
+    with pytest.raises(ConfigError, match="cannot read manifest"):
+        open_dataset(str(root))
+
+
+def test_local_upload_source_must_be_valid(tmp_path):
+    with pytest.raises(ConfigError):
+        upload_dataset(tmp_path, "s3://bucket/x")
