@@ -16,7 +16,7 @@ import typer
 from typer.core import TyperGroup
 
 from heimdall_cli import __version__
-from heimdall_cli.cli import config, verify
+from heimdall_cli.cli import config, data, model, runs, train, verify
 from heimdall_cli.cli.output import render_error
 
 _state = {"verbose": False}
@@ -97,6 +97,10 @@ def _quiet_libraries() -> None:
 
 app.add_typer(config.app, name="config")
 app.command(name="verify")(verify.verify)
+app.command(name="train")(train.train)
+app.add_typer(runs.app, name="runs")
+app.add_typer(model.app, name="model")
+app.add_typer(data.app, name="data")
 
 
 def main() -> None:

@@ -80,6 +80,7 @@ def prepare(settings: Settings, *, resume_run_id: str | None = None, view: Progr
     from heimdall_cli.training.factory import build_trainer
     from heimdall_cli.training.progress import ProgressView as NoView
 
+    _quiet_lightning()
     t = settings.training
     resolve_name(t.backbone)  # unknown backbone: exit 2 before any work
     view = view or NoView()
@@ -105,6 +106,14 @@ def prepare(settings: Settings, *, resume_run_id: str | None = None, view: Progr
     return Prepared(settings, splits, model, tracker, parts, view, resume_ckpt, loaders)
 
 
+def _quiet_lightning() -> None:
+    """Lightning sets its loggers to INFO on import; its chatter is not heimdall's output."""
+    import logging
+
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def build_model(settings: Settings) -> LocalizationLitModule:
     """The LightningModule for the configured backbone."""
     from heimdall_cli.data.receivers import RECEIVERS
@@ -121,6 +130,31 @@ def build_model(settings: Settings) -> LocalizationLitModule:
         weight_decay=t.weight_decay,
         warmup_fraction=t.warmup_fraction,
     )
+
+
+def model_summary(settings: Settings) -> dict[str, Any]:
+    """What ``--dry-run`` shows about the model (built without loading weights)."""
+    from lightning.pytorch.utilities.model_summary import ModelSummary
+
+    from heimdall_cli.data.receivers import RECEIVERS
+    from heimdall_cli.training.backbone import resolve_name
+
+    t, w = settings.training, settings.data.world
+    model = build_model(settings.model_copy(update={"training": t.model_copy(update={"pretrained": False})}))
+    summary = ModelSummary(model, max_depth=2)
+    weights = "random init"
+    if t.pretrained:
+        weights = f"pretrained from {t.pretrained_path}" if t.pretrained_path else "pretrained (Hugging Face hub)"
+    return {
+        "backbone": resolve_name(t.backbone),
+        "weights": weights,
+        "frozen backbone": t.freeze_backbone,
+        "input": f"[batch, {len(RECEIVERS)} receivers, {w.n_mels} mels, {w.n_frames} frames]",
+        "output": "east/north (km) and per-axis sigma (km); logged model outputs lat, lon, sigma_m",
+        "parameters": summary.total_parameters,
+        "trainable parameters": summary.trainable_parameters,
+        "size (MB)": round(summary.model_size, 1),
+    }
 
 
 def _start_run(settings: Settings, splits: Splits, resume_run_id: str | None) -> tuple[Tracker, dict[str, int]]:

@@ -1,0 +1,131 @@
+"""``heimdall train``: one MLflow run per training, progress mirrored from what is logged."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from heimdall_cli.cli.options import ConfigOpt, ExperimentOpt, JsonOpt, TrackingUriOpt
+
+if TYPE_CHECKING:
+    from heimdall_cli.settings import ResolvedSettings
+    from heimdall_cli.training.fit import FitResult
+
+_Opt = typer.Option
+
+
+def train(
+    overrides: Annotated[
+        list[str] | None,
+        typer.Argument(help="KEY=VALUE overrides of any setting, e.g. training.weight_decay=0.01.",
+                       show_default=False),
+    ] = None,
+    config: ConfigOpt = None,
+    backbone: Annotated[str | None, _Opt(help="timm model name; CONVNEXT_LARGE works too.")] = None,
+    pretrained: Annotated[bool | None, _Opt("--pretrained/--no-pretrained", help="Use pretrained weights.")] = None,
+    pretrained_path: Annotated[Path | None, _Opt(help="Local pretrained weights file.", dir_okay=False)] = None,
+    freeze_backbone: Annotated[
+        bool | None, _Opt("--freeze-backbone/--no-freeze-backbone", help="Train only the head.")
+    ] = None,
+    learning_rate: Annotated[float | None, _Opt("--learning-rate", "--lr", help="Peak learning rate.")] = None,
+    batch_size: Annotated[int | None, _Opt(help="Samples per batch and device.")] = None,
+    epochs: Annotated[int | None, _Opt(help="Maximum epochs.")] = None,
+    max_steps: Annotated[int | None, _Opt(help="Stop after this many optimizer steps.")] = None,
+    output_dir: Annotated[Path | None, _Opt(help="Checkpoints and local outputs.", file_okay=False)] = None,
+    run_name: Annotated[str | None, _Opt(help="MLflow run name.")] = None,
+    experiment: ExperimentOpt = None,
+    data: Annotated[str | None, _Opt(help="Data: synthetic, a dataset folder, or s3://BUCKET/PREFIX.")] = None,
+    accelerator: Annotated[str | None, _Opt(help="auto, cpu, gpu, …")] = None,
+    devices: Annotated[str | None, _Opt(help="Devices per node: auto, a count, or 0,1.")] = None,
+    num_nodes: Annotated[int | None, _Opt(help="Number of nodes.")] = None,
+    strategy: Annotated[str | None, _Opt(help="auto, ddp, fsdp, …")] = None,
+    precision: Annotated[str | None, _Opt(help="32-true, bf16-mixed, 16-mixed, …")] = None,
+    seed: Annotated[int | None, _Opt(help="Random seed.")] = None,
+    resume: Annotated[str | None, _Opt(help="Continue run RUN_ID from its last checkpoint.",
+                                       metavar="RUN_ID")] = None,
+    dry_run: Annotated[bool, _Opt("--dry-run", help="Print the resolved config and model summary; no run.")] = False,
+    progress: Annotated[str | None, _Opt(help="auto, rich, plain or none (progress goes to stderr).")] = None,
+    tracking_uri: TrackingUriOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Train a localization model and track everything in MLflow.
+
+    Exit codes: 0 trained; 1 training failed; 2 bad configuration; 3 tracking or
+    artifact store unreachable; 4 --resume run not found; 130 stopped by SIGINT/SIGTERM
+    (a checkpoint is saved and the run marked KILLED; continue with --resume).
+
+    Examples:
+
+      heimdall train --config configs/quickstart.yaml
+
+      heimdall train --run-name convnext-large-v1 --precision bf16-mixed --devices 4
+
+      heimdall train --backbone test_convnext --no-pretrained --epochs 1 training.weight_decay=0.01
+
+      heimdall train --resume 3f2a… --json
+    """
+    from heimdall_cli.cli.common import resolve
+    from heimdall_cli.settings import parse_overrides, set_flag
+
+    flags = parse_overrides(overrides or [])
+    for key, value in {
+        "training.backbone": backbone, "training.pretrained": pretrained,
+        "training.pretrained_path": pretrained_path, "training.freeze_backbone": freeze_backbone,
+        "training.learning_rate": learning_rate, "training.batch_size": batch_size, "training.epochs": epochs,
+        "training.max_steps": max_steps, "training.output_dir": output_dir, "training.run_name": run_name,
+        "tracking.experiment": experiment, "data.source": data, "training.accelerator": accelerator,
+        "training.devices": devices, "training.num_nodes": num_nodes, "training.strategy": strategy,
+        "training.precision": precision, "training.seed": seed, "training.progress": progress,
+        "tracking.uri": tracking_uri,
+    }.items():
+        set_flag(flags, key, value)
+    resolved = resolve(config, flags)
+    settings = resolved.settings
+    if dry_run:
+        _dry_run(resolved, json_out)
+        return
+
+    from heimdall_cli.training.fit import fit, is_global_zero
+    from heimdall_cli.training.progress import make_view
+
+    view = make_view(settings.training.progress, settings.training.progress_interval_s) if is_global_zero() else None
+    result = fit(settings, resume_run_id=resume, view=view)
+    if is_global_zero():
+        _report(result, json_out)
+
+
+def _report(result: FitResult, json_out: bool) -> None:
+    from dataclasses import asdict
+
+    from heimdall_cli.cli.output import Output, table
+
+    def human(console: Any) -> None:
+        rows: list[tuple[str, Any]] = [("run id", result.run_id), ("status", result.status),
+                                       ("experiment", result.experiment), ("epochs / steps",
+                                                                           f"{result.epochs} / {result.steps}"),
+                                       ("time", f"{result.seconds:.0f} s")]
+        rows += sorted(result.best.items()) + sorted(result.test.items())
+        rows += [("model", result.model_uri), ("checkpoints", "\n".join(result.checkpoints) or None),
+                 ("outputs", result.output_dir)]
+        console.print(table("Training result", ["", "value"], rows))
+
+    Output(json_mode=json_out).result(asdict(result), human=human)
+
+
+def _dry_run(resolved: ResolvedSettings, json_out: bool) -> None:
+    from heimdall_cli.cli.output import Output, table
+    from heimdall_cli.settings import explain, to_display_dict
+    from heimdall_cli.training.fit import model_summary
+
+    summary = model_summary(resolved.settings)
+    data = {"settings": to_display_dict(resolved.settings), "model": summary}
+
+    def human(console: Any) -> None:
+        rows = [(k, v, source) for k, v, source, _ in explain(resolved)]
+        console.print(table("Resolved configuration", ["setting", "value", "source"], rows))
+        console.print(table("Model", ["", "value"], list(summary.items())))
+        console.print("Dry run: nothing was trained or logged.")
+
+    Output(json_mode=json_out).result(data, human=human)
