@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 from pathlib import Path
 from typing import Any
@@ -97,10 +98,9 @@ class GracefulStop(Callback):
     def install(self) -> None:
         """Replace the SIGINT/SIGTERM handlers (main thread only)."""
         for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
+            # ValueError: not the main thread (e.g. tests calling fit from a thread)
+            with contextlib.suppress(ValueError):
                 self._previous[sig] = signal.signal(sig, self._handle)
-            except ValueError:  # not the main thread (e.g. tests calling fit from a thread)
-                pass
 
     def uninstall(self) -> None:
         """Restore the handlers found by :meth:`install`."""
