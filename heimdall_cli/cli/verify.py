@@ -75,14 +75,14 @@ def _config_summary(settings: Settings) -> str:
 
 
 def _run_check(name: str, fn: Callable[[], str]) -> Check:
-    from heimdall_cli.errors import BackendUnavailable, ConfigError, HeimdallError
+    from heimdall_cli.errors import BackendUnavailable, HeimdallError
 
     start = time.monotonic()
     try:
         detail = fn()
         return Check(name, True, detail, seconds=time.monotonic() - start)
     except HeimdallError as e:
-        code = 3 if isinstance(e, BackendUnavailable) else 2 if isinstance(e, ConfigError) else 1
+        code = 3 if isinstance(e, BackendUnavailable) else 1
         return Check(name, False, e.message, e.hint, time.monotonic() - start, code)
     except Exception as e:  # a probe must never crash verify
         from heimdall_cli.redact import scrub
@@ -191,19 +191,11 @@ def _libraries() -> str:
 
 def _backbone(settings: Settings) -> str:
     from heimdall_cli.data.receivers import RECEIVERS
-    from heimdall_cli.errors import ConfigError
-    from heimdall_cli.training.backbone import describe
+    from heimdall_cli.training.backbone import describe, weights_source
 
     t = settings.training
     name, params = describe(t.backbone, in_chans=len(RECEIVERS))
-    weights = "random init (--no-pretrained)"
-    if t.pretrained and t.pretrained_path:
-        if not t.pretrained_path.is_file():
-            raise ConfigError(f"{name} builds, but pretrained weights {t.pretrained_path} are missing.",
-                              "Fix --pretrained-path or use --no-pretrained.")
-        weights = f"pretrained from {t.pretrained_path}"
-    elif t.pretrained:
-        weights = "pretrained from the Hugging Face hub (needs network or a warm cache)"
+    weights = weights_source(t.backbone, t.pretrained, t.pretrained_path)
     return f"{name}, {params / 1e6:.1f} M parameters, {weights}"
 
 

@@ -85,8 +85,8 @@ def prepare(settings: Settings, *, resume_run_id: str | None = None, view: Progr
     resolve_name(t.backbone)  # unknown backbone: exit 2 before any work
     view = view or NoView()
     L.seed_everything(t.seed, workers=True, verbose=False)
+    model = build_model(settings)  # before the data: missing weights fail in seconds
     splits = build_splits(settings.data, settings.storage)
-    model = build_model(settings)
 
     tracker = None
     skip_until: dict[str, int] = {}
