@@ -21,7 +21,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test,docker-lint]"
 	@rm -f $(VENV)/.heimdall-installed-*
 	@touch $@
 
@@ -39,7 +39,7 @@ bench: install
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 docker-validate:
-	bash docker/validate.sh
+	PYTHON=$(BIN)/python bash docker/validate.sh
 
 up:
 	docker compose -f docker/docker-compose.yml --env-file .env up -d

@@ -206,6 +206,8 @@ class Settings(BaseSettings):
         env_prefix=ENV_PREFIX,
         env_nested_delimiter="__",
         env_file=".env",
+        # .env is shared with docker compose: only HEIMDALL_* entries are ours (typos among them are errors).
+        dotenv_filtering="match_prefix",
         extra="forbid",
         nested_model_default_partial_update=True,
     )

@@ -36,6 +36,17 @@ class _Group(TyperGroup):
         except KeyboardInterrupt:
             render_error("Interrupted.")
             raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except Exception as e:
+            from click import ClickException
+
+            if isinstance(e, ClickException):
+                raise
+            # An unexpected failure is still one scrubbed line (exit 1); -v shows the traceback.
+            render_error(f"{type(e).__name__}: {e}".splitlines()[0], "Re-run with -v for the traceback.",
+                         detail=_traceback() if _verbose() else None)
+            raise typer.Exit(1) from None
 
 
 def _verbose() -> bool:

@@ -12,7 +12,8 @@ if TYPE_CHECKING:
 
 __all__ = ["RunRecord", "Tracker", "best_key", "initialize_mlflow", "open_tracker"]
 
-_QUIET_ENV = {"MLFLOW_DISABLE_TELEMETRY": "true", "GIT_PYTHON_REFRESH": "quiet"}
+_QUIET_ENV = {"MLFLOW_DISABLE_TELEMETRY": "true", "GIT_PYTHON_REFRESH": "quiet",
+              "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
 
 
 def open_tracker(settings: Settings, *, patient: bool = False, probe: bool = True) -> Tracker:

@@ -189,7 +189,9 @@ def _start_run(settings: Settings, splits: Splits, resume_run_id: str | None) ->
 
 
 def _find_resume_checkpoint(tracker: Tracker | None, run_dir: Path) -> Path:
-    local = run_dir / "checkpoints" / "last.ckpt"
+    """``last.ckpt`` of the run: local if this box has it, else the run's checkpoints from the store."""
+    folder = run_dir / "checkpoints"
+    local = folder / "last.ckpt"
     if local.is_file():
         return local
     if tracker is None:
@@ -198,7 +200,9 @@ def _find_resume_checkpoint(tracker: Tracker | None, run_dir: Path) -> Path:
     if "checkpoints/last.ckpt" not in names:
         raise NotFound(f"Run '{tracker.run_id}' has no checkpoints/last.ckpt to resume from.",
                        "Start a new run instead of --resume.")
-    return tracker.download_artifacts("checkpoints/last.ckpt", run_dir / "resume")
+    # All of them: ModelCheckpoint keeps managing (and evicting) the top-k after the resume.
+    tracker.download_artifacts("checkpoints", run_dir)
+    return local
 
 
 def _loaders(settings: Settings, splits: Splits) -> dict[str, Any]:
@@ -300,7 +304,8 @@ def _evaluate(prep: Prepared, result: FitResult) -> None:
     """Test the best checkpoint, evaluate the baselines, log the model and the plots."""
     parts, splits = prep.parts, prep.splits
     trainer = parts.trainer
-    ckpt = "best" if parts.checkpoint.best_model_path else None
+    best = parts.checkpoint.best_model_path
+    ckpt = "best" if best and Path(best).is_file() else None
     metrics = trainer.test(prep.model, prep.loaders["test"], ckpt_path=ckpt, verbose=False)
     result.test = {k: float(v) for k, v in (metrics[0] if metrics else {}).items()}
     if not trainer.is_global_zero:
