@@ -84,28 +84,35 @@ class StopRequested(Exception):
 
 
 class GracefulStop(Callback):
-    """On SIGINT/SIGTERM: finish the current batch, save ``last.ckpt``, stop with :class:`StopRequested`.
+    """On SIGINT/SIGTERM: save ``last.ckpt`` at the next batch boundary and stop with :class:`StopRequested`.
 
-    Lightning turns a KeyboardInterrupt into ``sys.exit(1)``; handling the signals
-    here instead lets ``fit`` mark the run KILLED and exit with 130.
+    Lightning turns a KeyboardInterrupt into ``sys.exit(1)`` and aborts validation on
+    SIGTERM (a checkpoint taken then cannot resume cleanly). These handlers replace
+    Lightning's while training runs: a running validation finishes, and the stop
+    happens when the next training batch would start, after the finished batch's
+    metrics have reached the tracker, so the checkpoint counts exactly the logged steps.
+    Under DDP the ranks agree on the stop with one boolean reduction per batch.
     """
 
     def __init__(self, checkpoint_path: Path) -> None:
         self.checkpoint_path = checkpoint_path
         self.signame: str | None = None
+        self.saved: Path | None = None
         self._previous: dict[int, Any] = {}
 
     def install(self) -> None:
-        """Replace the SIGINT/SIGTERM handlers (main thread only)."""
+        """Install the SIGINT/SIGTERM handlers (main thread only; elsewhere a no-op)."""
         for sig in (signal.SIGINT, signal.SIGTERM):
             # ValueError: not the main thread (e.g. tests calling fit from a thread)
             with contextlib.suppress(ValueError):
-                self._previous[sig] = signal.signal(sig, self._handle)
+                previous = signal.signal(sig, self._handle)
+                self._previous.setdefault(sig, previous)
 
     def uninstall(self) -> None:
-        """Restore the handlers found by :meth:`install`."""
+        """Restore the handlers found by the first :meth:`install`."""
         for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
+            with contextlib.suppress(ValueError):
+                signal.signal(sig, handler)
         self._previous.clear()
 
     def _handle(self, signum: int, frame: Any) -> None:
@@ -113,21 +120,54 @@ class GracefulStop(Callback):
             raise KeyboardInterrupt  # a second Ctrl+C: stop now
         self.signame = signal.Signals(signum).name
 
-    def _check(self, trainer: L.Trainer) -> None:
-        requested = self.signame or (
-            "SIGTERM" if getattr(trainer, "received_sigterm", False) else None
-        )
-        if requested is None:
-            return
-        trainer.save_checkpoint(self.checkpoint_path)
-        raise StopRequested(requested, self.checkpoint_path)
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.install()  # Lightning registered its own SIGTERM handler when fit started
 
+    # Checkpoints are saved where Lightning's own are (train batch end, validation end), so a
+    # resume continues at the right step; the stop is raised at the next hook, after the
+    # finished batch's metrics have been logged.
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
-        self._check(trainer)
+        self._maybe_save(trainer)
 
-    def on_validation_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.sanity_checking and trainer.state.fn == "fit":
-            self._check(trainer)
+            self._maybe_save(trainer)
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        self._raise_if_saved()
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.state.fn == "fit":
+            self._raise_if_saved()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._raise_if_saved()
+
+    def _maybe_save(self, trainer: L.Trainer) -> None:
+        if self.saved is not None:
+            return
+        stop = self.signame is not None
+        if trainer.world_size > 1:
+            stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
+        if stop:
+            self._save(trainer)
+
+    def _raise_if_saved(self) -> None:
+        if self.saved is not None:
+            raise StopRequested(self.signame or "SIGTERM", self.saved)
+
+    def _save(self, trainer: L.Trainer) -> None:
+        trainer.save_checkpoint(self.checkpoint_path)
+        self.saved = self.checkpoint_path
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        """Stopped another way (Lightning's SIGTERM outside training, a second Ctrl+C): note the signal."""
+        from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+        if isinstance(exception, SIGTERMException):
+            self.signame = self.signame or "SIGTERM"
+        elif isinstance(exception, KeyboardInterrupt):
+            self.signame = self.signame or "SIGINT"
 
 
 class ShareRunId(Callback):

@@ -88,7 +88,8 @@ def build_trainer(
     callbacks: list[Any] = [checkpoint, LearningRateMonitor(logging_interval="epoch"),
                             BestMetrics(BEST_MONITORS), ProgressCounters(view), graceful, share]
     if t.early_stopping_patience > 0:
-        callbacks.append(EarlyStopping(monitor=MONITOR, mode="min", patience=t.early_stopping_patience))
+        callbacks.append(EarlyStopping(monitor=MONITOR, mode="min", patience=t.early_stopping_patience,
+                                       check_on_train_epoch_end=False))
     callbacks.extend(extra_callbacks or [])
     trainer = L.Trainer(
         default_root_dir=run_dir,

@@ -237,6 +237,8 @@ def run(prep: Prepared) -> FitResult:
     try:
         parts.trainer.fit(prep.model, prep.loaders["train"], prep.loaders["val"],
                           ckpt_path=str(prep.resume_ckpt) if prep.resume_ckpt else None)
+        if parts.graceful.signame:  # the signal came during the last epoch's validation
+            raise StopRequested(parts.graceful.signame, None)
         parts.graceful.uninstall()
         if parts.share.run_id:
             result.run_id = parts.share.run_id
@@ -244,11 +246,11 @@ def run(prep: Prepared) -> FitResult:
         status = "FINISHED"
     except (StopRequested, SIGTERMException, KeyboardInterrupt) as e:
         parts.graceful.uninstall()
-        checkpoint = getattr(e, "checkpoint", None)
-        if checkpoint is not None and Path(checkpoint).exists() and parts.checkpoint_sync is not None:
-            parts.checkpoint_sync.upload_file(Path(checkpoint))
+        checkpoint = parts.graceful.saved
+        if checkpoint is not None and checkpoint.exists() and parts.checkpoint_sync is not None:
+            parts.checkpoint_sync.upload_file(checkpoint)
         _finish(prep, result, "KILLED", started)
-        signame = getattr(e, "signame", type(e).__name__)
+        signame = parts.graceful.signame or getattr(e, "signame", "SIGINT")
         raise Interrupted(
             f"Training stopped by {signame}; checkpoint saved, run {result.run_id} marked KILLED.",
             f"Continue it: heimdall train --resume {result.run_id}" if result.run_id else None,
