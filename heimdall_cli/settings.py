@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     DotEnvSettingsSource,
@@ -168,6 +169,14 @@ class TrainingSettings(_Section):
         "auto", description="Progress display: auto (rich on a terminal, plain otherwise), rich, plain, none."
     )
     progress_interval_s: float = Field(30.0, gt=0, description="Plain progress prints a line this often.")
+
+    @field_validator("devices")
+    @classmethod
+    def _check_devices(cls, value: str) -> str:
+        v = str(value).strip()
+        if v in ("auto", "-1") or re.fullmatch(r"\d+|\d+(,\d+)+,?", v):
+            return v
+        raise ValueError("devices must be auto, -1, a count like 2, or a list like 0,1")
 
 
 class WorldSettings(_Section):
@@ -363,7 +372,7 @@ def resolve_settings(
                 raise ConfigError(f"Cannot read settings from {label}: {e}") from e
             _deep_merge(merged, values)
             for key in _flatten_keys(values):
-                sources[key] = label
+                sources[key] = _name_variable(label, key)
         try:
             settings = Settings.model_validate(merged)
         except ValidationError as e:
@@ -374,6 +383,16 @@ def resolve_settings(
     if sources.get("tracking.uri") and settings.tracking.password is not None:
         sources.setdefault("tracking.password", sources["tracking.uri"])
     return ResolvedSettings(settings, sources)
+
+
+def _name_variable(label: str, key: str) -> str:
+    """Name the variable in environment sources: ``environment (HEIMDALL_TRAINING__SEED)``."""
+    if label.endswith("(standard variable)"):
+        var = next((v for v, path in STANDARD_ENV.items() if ".".join(path) == key), None)
+        return label.replace("standard variable", var) if var else label
+    if label == f"environment ({ENV_PREFIX}…)":
+        return f"environment ({ENV_PREFIX}{key.upper().replace('.', '__')})"
+    return label
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:
@@ -440,7 +459,7 @@ def run_params(settings: Settings) -> dict[str, Any]:
     """Flattened settings that shape a run, for MLflow params. Secrets are left out."""
     params: dict[str, Any] = {}
     for key, value, _ in _walk(settings):
-        if isinstance(value, SecretStr) or key in _NOT_PARAMS:
+        if key in SECRET_KEYS or isinstance(value, SecretStr) or key in _NOT_PARAMS:
             continue
         params[key] = value
     return params
@@ -448,6 +467,17 @@ def run_params(settings: Settings) -> dict[str, Any]:
 
 _NOT_PARAMS = {"tracking.query_timeout_s", "tracking.register_timeout_s", "training.progress",
                "training.progress_interval_s", "tracking.flush_interval_s"}
+
+
+def _secret_keys(model_cls: type[BaseModel], prefix: str = "") -> set[str]:
+    keys: set[str] = set()
+    for name, info in model_cls.model_fields.items():
+        annotation = info.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            keys |= _secret_keys(annotation, f"{prefix}{name}.")
+        elif "SecretStr" in str(annotation):
+            keys.add(f"{prefix}{name}")
+    return keys
 
 
 def _walk(model: BaseModel, prefix: str = "") -> list[tuple[str, Any, str]]:
@@ -460,6 +490,10 @@ def _walk(model: BaseModel, prefix: str = "") -> list[tuple[str, Any, str]]:
         else:
             out.append((key, value, info.description or ""))
     return out
+
+
+#: Dotted keys of every credential field (never shown, never logged as params).
+SECRET_KEYS = _secret_keys(Settings)
 
 
 def _show(value: Any) -> str:

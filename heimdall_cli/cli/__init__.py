@@ -102,8 +102,9 @@ def _quiet_libraries() -> None:
                  "botocore"):
         logging.getLogger(name).setLevel(logging.WARNING)
     install_log_scrubbing()
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+    for key, value in {"MLFLOW_DISABLE_TELEMETRY": "true", "GIT_PYTHON_REFRESH": "quiet",
+                       "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false", "MLFLOW_LOGGING_LEVEL": "WARNING"}.items():
+        os.environ.setdefault(key, value)
 
 
 app.add_typer(config.app, name="config")

@@ -13,7 +13,16 @@ if TYPE_CHECKING:
 __all__ = ["RunRecord", "Tracker", "best_key", "initialize_mlflow", "open_tracker"]
 
 _QUIET_ENV = {"MLFLOW_DISABLE_TELEMETRY": "true", "GIT_PYTHON_REFRESH": "quiet",
-              "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+              "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+              # MLflow writes "View run … at: URL" to stdout when an http run ends: it would
+              # corrupt --json output (and print the server URL, credentials included).
+              "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
+
+
+def quiet_mlflow() -> None:
+    """MLflow's INFO chatter (schema migrations, progress bars, telemetry) off; read when mlflow is imported."""
+    for key, value in _QUIET_ENV.items():
+        os.environ.setdefault(key, value)
 
 
 def open_tracker(settings: Settings, *, patient: bool = False, probe: bool = True) -> Tracker:
@@ -23,14 +32,13 @@ def open_tracker(settings: Settings, *, patient: bool = False, probe: bool = Tru
     fail within ``tracking.query_timeout_s``. ``patient=True`` (training): keep
     MLflow's retries, so a long run survives a backend hiccup.
     """
+    quiet_mlflow()
     import mlflow  # noqa: F401  (first: mlflow loads our S3 plugin while it initialises)
 
     from heimdall_cli.tracking import s3_repository
     from heimdall_cli.tracking.errors import translated
     from heimdall_cli.tracking.probe import probe_tracking
 
-    for key, value in _QUIET_ENV.items():
-        os.environ.setdefault(key, value)
     timeout = settings.tracking.query_timeout_s
     if not patient:
         # Not secrets: MLflow reads these per request, so a dead server fails in seconds.

@@ -109,9 +109,16 @@ def prepare(settings: Settings, *, resume_run_id: str | None = None, view: Progr
 def _quiet_lightning() -> None:
     """Lightning sets its loggers to INFO on import; its chatter is not heimdall's output."""
     import logging
+    import warnings
 
     for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # Advice that does not apply: epoch metrics are computed from all_gather'ed predictions,
+    # checkpoint folders are per run, and the loaders are rebuilt deterministically on resume.
+    for message in (r".*sync_dist=True.*", r".*isinstance\(treespec, LeafSpec\).*",
+                    r".*Checkpoint directory .* exists and is not empty.*", r".*dataloader is not resumable.*",
+                    r".*does not have many workers.*"):
+        warnings.filterwarnings("ignore", message=message)
 
 
 def build_model(settings: Settings) -> LocalizationLitModule:

@@ -1,0 +1,86 @@
+"""SIGTERM mid-run then resume; resume of a finished run; DDP with 2 CPU processes (one run)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+
+import pytest
+
+from tests.training.conftest import HEIMDALL, TINY, client, history, local_env, run_heimdall
+
+pytestmark = pytest.mark.slow
+
+
+def _keys_without_duplicates(c, run_id: str) -> dict[str, list[int]]:
+    out = {}
+    for key in c.get_run(run_id).data.metrics:
+        steps = [s for s, _ in history(c, run_id, key)]
+        assert len(steps) == len(set(steps)), f"{key} has duplicated steps: {steps}"
+        out[key] = steps
+    return out
+
+
+def test_sigterm_saves_a_checkpoint_marks_killed_and_resume_finishes_without_duplicates(tmp_path):
+    env = local_env(tmp_path)
+    args = [HEIMDALL, "train", *TINY, "--epochs", "3", "--progress", "plain", "training.progress_interval_s=0.1",
+            "--json"]
+    err_path = tmp_path / "stderr.txt"
+    with open(err_path, "w") as err:
+        proc = subprocess.Popen(args, env={**os.environ, **env}, cwd=tmp_path, stdout=subprocess.PIPE,
+                                stderr=err, text=True)
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and proc.poll() is None:
+            steps = [int(s) for s in re.findall(r" step (\d+) ", err_path.read_text())]
+            if steps and max(steps) >= 20:  # inside the second epoch (15 batches per epoch)
+                break
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        stdout, _ = proc.communicate(timeout=120)
+    stderr = err_path.read_text()
+    assert proc.returncode == 130, stderr[-2000:]
+    assert stdout == ""
+    assert "Traceback" not in stderr
+    run_id = re.search(r"run ([0-9a-f]{32}) marked KILLED", stderr)[1]
+    c = client(env)
+    assert c.get_run(run_id).info.status == "KILLED"
+    assert "checkpoints/last.ckpt" in [a.path for a in c.list_artifacts(run_id, "checkpoints")]
+    killed_steps = _keys_without_duplicates(c, run_id)["train/loss"]
+    assert killed_steps == list(range(len(killed_steps))), "no metric lost before the stop"
+
+    shutil.rmtree(tmp_path / "outputs")  # resume on another box: the checkpoint comes from the store
+    resumed = run_heimdall(["train", *TINY, "--epochs", "3", "--resume", run_id, "--json", "--progress", "none"],
+                           env, tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert resumed.json()["run_id"] == run_id and resumed.json()["status"] == "FINISHED"
+    assert len(c.search_runs([c.get_run(run_id).info.experiment_id])) == 1
+    steps = _keys_without_duplicates(c, run_id)
+    total = resumed.json()["steps"]
+    assert steps["train/loss"] == list(range(total)), "steps continue: no gap, no duplicate"
+    assert len(steps["val/loss"]) == 3
+    assert c.get_run(run_id).info.status == "FINISHED"
+
+
+def test_resume_of_an_unknown_run_is_not_found(tmp_path):
+    result = run_heimdall(["train", *TINY, "--resume", "0" * 32], local_env(tmp_path), tmp_path)
+    assert result.returncode == 4, result.stderr
+    assert "not found" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_ddp_two_cpu_processes_make_one_run_without_duplicated_points(tmp_path):
+    env = local_env(tmp_path)
+    result = run_heimdall(["train", *TINY, "--epochs", "2", "--accelerator", "cpu", "--devices", "2",
+                           "--strategy", "ddp", "--json", "--progress", "plain"], env, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = result.json()  # one JSON document: only rank 0 prints
+    c = client(env)
+    runs = c.search_runs([c.get_experiment_by_name("e2e").experiment_id])
+    assert len(runs) == 1 and runs[0].info.run_id == summary["run_id"]
+    steps = _keys_without_duplicates(c, summary["run_id"])
+    assert steps["train/loss"] == list(range(summary["steps"]))
+    assert len(steps["val/loss"]) == 2 and len(steps["test/loss"]) == 1
+    assert runs[0].info.status == "FINISHED"

@@ -1,0 +1,146 @@
+"""`heimdall train` end to end on the embedded backend: what lands in MLflow, and the progress mirror."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from tests.training.conftest import TINY, client, history, local_env, run_heimdall, shown_points
+
+pytestmark = pytest.mark.slow
+
+EPOCHS = 2
+
+
+@pytest.fixture(scope="module")
+def trained(module_dir):
+    env = local_env(module_dir)
+    result = run_heimdall(["train", *TINY, "--epochs", str(EPOCHS), "--run-name", "e2e-sqlite", "--json",
+                           "--progress", "plain", "training.progress_interval_s=0.1"], env, module_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return env, result
+
+
+def test_json_summary_is_the_only_stdout(trained):
+    _, result = trained
+    summary = result.json()
+    assert summary["status"] == "FINISHED"
+    assert summary["run_id"] and summary["model_uri"] == f"runs:/{summary['run_id']}/model"
+    assert summary["epochs"] == EPOCHS and summary["steps"] > 0
+    assert "best/val_loss" in summary["best"] and "test/error_m_p50" in summary["test"]
+    assert "Traceback" not in result.stderr
+
+
+def test_exactly_one_run_with_params_dataset_and_tags(trained):
+    env, result = trained
+    c = client(env)
+    experiment = c.get_experiment_by_name("e2e")
+    runs = c.search_runs([experiment.experiment_id])
+    assert len(runs) == 1, "one MLflow run per training"
+    run = runs[0]
+    assert run.info.run_id == result.json()["run_id"] and run.info.status == "FINISHED"
+    assert run.info.run_name == "e2e-sqlite"
+    params = run.data.params
+    assert params["training.backbone"] == "test_convnext"
+    assert params["training.pretrained"] == "False"
+    assert params["data.samples"] == "600" and len(params["data.digest"]) == 64
+    assert not any("password" in k or "secret" in k or "access_key" in k for k in params)
+    inputs = run.inputs.dataset_inputs
+    assert len(inputs) == 1 and inputs[0].dataset.name.startswith("synthetic-")
+
+
+def test_metrics_have_the_documented_names_and_counts(trained):
+    env, result = trained
+    c, run_id, steps = client(env), result.json()["run_id"], result.json()["steps"]
+    train_loss = history(c, run_id, "train/loss")
+    assert [s for s, _ in train_loss] == list(range(steps)), "train/loss once per step, no gaps, no duplicates"
+    for key in ("val/loss", "val/error_m_mean", "val/error_m_p50", "val/error_m_p68", "val/error_m_p95",
+                "val/coverage_68", "lr"):
+        assert len(history(c, run_id, key)) == EPOCHS, key
+    for key in ("test/loss", "test/error_m_p50", "test/error_m_p95", "test/coverage_68",
+                "test/baseline_centre_error_m_p50", "test/baseline_rssi_error_m_p50"):
+        assert len(history(c, run_id, key)) == 1, key
+    val_loss = [v for _, v in history(c, run_id, "val/loss")]
+    assert c.get_run(run_id).data.metrics["best/val_loss"] == pytest.approx(min(val_loss))
+    p50 = c.get_run(run_id).data.metrics["val/error_m_p50"]
+    assert 1_000 < p50 < 400_000, "errors are metres (haversine), not degrees"
+
+
+def test_artifacts_config_checkpoints_model_plots(trained):
+    env, result = trained
+    c, run_id = client(env), result.json()["run_id"]
+
+    def files(path=None):
+        out = []
+        for info in c.list_artifacts(run_id, path):
+            out += files(info.path) if info.is_dir else [info.path]
+        return out
+
+    stored = set(files())
+    assert "config/resolved.yaml" in stored
+    assert {"plots/error_cdf.png", "plots/prediction_map.png", "model/MLmodel"} <= stored
+    checkpoints = sorted(p for p in stored if p.startswith("checkpoints/"))
+    assert "checkpoints/last.ckpt" in checkpoints
+    assert len(checkpoints) == 2, f"top-1 plus last, evicted ones deleted: {checkpoints}"
+    assert sorted(f"runs:/{run_id}/{p}" for p in checkpoints) == sorted(result.json()["checkpoints"])
+
+
+def test_logged_model_predicts_latitude_longitude_and_sigma(trained):
+    env, result = trained
+    import mlflow.pyfunc
+    from mlflow.models import Model
+
+    from heimdall_cli.data.synth import generate
+    from heimdall_cli.settings import WorldSettings
+
+    uri = result.json()["model_uri"]
+    with mlflow_tracking(env):
+        info = Model.load(uri)
+        assert info.signature is not None
+        model = mlflow.pyfunc.load_model(uri)
+    batch = generate(5, seed=123, world=WorldSettings())
+    pred = np.asarray(model.predict(batch.spectrograms.astype(np.float32)))
+    assert pred.shape == (5, 4)
+    assert np.all((pred[:, 0] > 42) & (pred[:, 0] < 48) & (pred[:, 1] > 5) & (pred[:, 1] < 12))
+    assert np.all(pred[:, 2:] > 0)
+
+
+def test_progress_mirrors_exactly_what_mlflow_holds(trained):
+    env, result = trained
+    c, run_id = client(env), result.json()["run_id"]
+    shown = shown_points(result.stderr)
+    assert len({k for k, _, _ in shown}) >= 10, "plain progress shows the logged metrics"
+    for key, step, printed in shown:
+        stored = dict(history(c, run_id, key))
+        assert step in stored, f"{key}@{step} shown but not in MLflow"
+        assert math.isclose(float(printed), stored[step], rel_tol=5e-6), (key, step, printed, stored[step])
+
+
+def test_dry_run_logs_nothing(module_dir, tmp_path):
+    env = local_env(tmp_path)
+    result = run_heimdall(["train", *TINY, "--dry-run", "--json"], env, tmp_path)
+    assert result.returncode == 0, result.stderr
+    doc = result.json()
+    assert doc["model"]["backbone"] == "test_convnext" and doc["model"]["parameters"] > 0
+    assert doc["settings"]["training"]["backbone"] == "test_convnext"
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+class mlflow_tracking:
+    """Point MLflow's global tracking URI at the test store for the duration of a block."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.uri = env["HEIMDALL_TRACKING__URI"]
+
+    def __enter__(self):
+        import mlflow
+
+        self.old = mlflow.get_tracking_uri()
+        mlflow.set_tracking_uri(self.uri)
+
+    def __exit__(self, *exc):
+        import mlflow
+
+        mlflow.set_tracking_uri(self.old)
