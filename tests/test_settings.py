@@ -112,7 +112,8 @@ def test_double_scheme_artifact_root_is_rejected():
 def test_bool_values_from_strings_are_real_booleans(monkeypatch):
     monkeypatch.setenv("HEIMDALL_TRAINING__PRETRAINED", "false")
     assert load_settings(env_file=None).training.pretrained is False
-    assert load_settings(flags=parse_overrides(["training.pretrained=false"]), env_file=None).training.pretrained is False
+    flags = parse_overrides(["training.pretrained=false"])
+    assert load_settings(flags=flags, env_file=None).training.pretrained is False
 
 
 def test_overrides_parse_nested_keys_and_reject_garbage():
