@@ -1,0 +1,52 @@
+"""`heimdall train` against PostgreSQL + S3 (direct) and against an `mlflow server` (proxied artifacts)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.training.conftest import TINY, history, run_heimdall
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def _client(uri: str):
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+@pytest.mark.parametrize("backend_env", ["postgres_s3"], indirect=True)
+def test_train_postgres_s3_with_a_dataset_read_from_s3(backend_env, s3_server, tmp_path):
+    dataset = f"s3://heimdall-mlflow/{backend_env.s3_prefix}/datasets/rf-600"
+    made = run_heimdall(["data", "synth", "--out", dataset, "--samples", "600", "--shard-size", "256"],
+                        backend_env, tmp_path)
+    assert made.returncode == 0, made.stderr
+    result = run_heimdall(["train", *TINY, "--data", dataset, "--epochs", "2", "--json", "--progress", "none"],
+                          backend_env, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = result.json()
+    c = _client(backend_env.tracking_uri)
+    run = c.get_run(summary["run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.info.artifact_uri.startswith(f"s3://heimdall-mlflow/{backend_env.s3_prefix}/")
+    assert run.inputs.dataset_inputs[0].dataset.name == "rf-600"
+    assert [s for s, _ in history(c, summary["run_id"], "train/loss")] == list(range(summary["steps"]))
+    keys = s3_server.list_keys("heimdall-mlflow", prefix=backend_env.s3_prefix)
+    run_keys = [k for k in keys if summary["run_id"] in k]
+    assert any(k.endswith("checkpoints/last.ckpt") for k in run_keys)
+    assert any(k.endswith("model/MLmodel") for k in run_keys)
+    assert any(k.endswith("plots/error_cdf.png") for k in run_keys)
+    assert len([k for k in run_keys if "/checkpoints/" in k]) == 2, "top-1 + last; evicted deleted from S3"
+
+
+@pytest.mark.parametrize("backend_env", ["http"], indirect=True)
+def test_train_through_the_tracking_server_without_s3_credentials(backend_env, s3_server, tmp_path):
+    assert not any(k.startswith("AWS_") or "S3" in k for k in backend_env)
+    result = run_heimdall(["train", *TINY, "--epochs", "1", "--json", "--progress", "none"], backend_env, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_id = result.json()["run_id"]
+    c = _client(backend_env.tracking_uri)
+    assert c.get_run(run_id).info.status == "FINISHED"
+    names = [a.path for a in c.list_artifacts(run_id, "checkpoints")]
+    assert "checkpoints/last.ckpt" in names
+    assert any(run_id in k and k.endswith("model/MLmodel") for k in s3_server.list_keys("heimdall-mlflow"))
