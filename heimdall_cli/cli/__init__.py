@@ -16,7 +16,7 @@ import typer
 from typer.core import TyperGroup
 
 from heimdall_cli import __version__
-from heimdall_cli.cli import config, data, model, runs, train, verify
+from heimdall_cli.cli import config, data, model, runs, train, ui, verify
 from heimdall_cli.cli.output import render_error
 
 _state = {"verbose": False}
@@ -113,6 +113,7 @@ app.command(name="train")(train.train)
 app.add_typer(runs.app, name="runs")
 app.add_typer(model.app, name="model")
 app.add_typer(data.app, name="data")
+app.command(name="ui")(ui.ui)
 
 
 def main() -> None:

@@ -1,0 +1,103 @@
+"""``heimdall ui``: the MLflow UI on the resolved tracking backend and artifact store."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from heimdall_cli.cli.options import ConfigOpt, TrackingUriOpt
+
+if TYPE_CHECKING:
+    from heimdall_cli.settings import Settings
+
+
+def ui(
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 5000,
+    host: Annotated[str, typer.Option(help="Address to bind (localhost unless told otherwise).")] = "127.0.0.1",
+    config: ConfigOpt = None,
+    tracking_uri: TrackingUriOpt = None,
+) -> None:
+    """Start the MLflow UI for the configured backend (the seed's "View Results" step).
+
+    Credentials reach the UI process through its environment, never its command line
+    (which `ps` shows). Stop it with Ctrl+C.
+
+    Examples:
+
+      heimdall ui
+
+      heimdall ui --config configs/default.yaml --port 5001
+    """
+    from heimdall_cli.cli.common import settings_for
+    from heimdall_cli.cli.output import stderr_console
+    from heimdall_cli.redact import mask_uri
+    from heimdall_cli.tracking.probe import probe_tracking
+
+    settings = settings_for(config, tracking_uri)
+    tracking = settings.tracking
+    console = stderr_console()
+    if tracking.backend == "http":
+        typer.echo(tracking.uri)
+        console.print(f"The tracking server already serves the UI: {mask_uri(tracking.uri)}")
+        return
+    probe_tracking(tracking, tracking.query_timeout_s)
+    command, env = ui_command(settings, host, port)
+    url = f"http://{'localhost' if host in ('127.0.0.1', '::1') else host}:{port}"
+    typer.echo(url)
+    console.print(f"MLflow UI for {mask_uri(tracking.uri)} at {url} (Ctrl+C stops it)")
+    returncode = run_until_stopped(command, env)
+    if returncode not in (0, -2, -15, 130):
+        from heimdall_cli.errors import WorkFailed
+
+        raise WorkFailed(f"The MLflow UI exited with code {returncode}.",
+                         f"Is port {port} free? Try --port.")
+
+
+def run_until_stopped(command: list[str], env: dict[str, str]) -> int:
+    """Run the server in its own process group; Ctrl+C or SIGTERM stops the whole group."""
+    import signal
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    proc = subprocess.Popen(command, env=env, start_new_session=True)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def ui_command(settings: Settings, host: str, port: int) -> tuple[list[str], dict[str, str]]:
+    """The ``mlflow server`` command line (no secrets in it) and the environment carrying them."""
+    tracking, storage = settings.tracking, settings.storage
+    mlflow = str(Path(sys.executable).with_name("mlflow"))
+    command = [mlflow, "server", "--backend-store-uri", tracking.uri, "--host", host, "--port", str(port),
+               "--workers", "1"]
+    if not storage.is_s3:
+        command += ["--default-artifact-root", Path(storage.artifact_root).expanduser().resolve().as_uri()]
+    else:
+        command += ["--default-artifact-root", storage.artifact_root]
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    if tracking.password is not None:
+        env["PGPASSWORD"] = tracking.password.get_secret_value()  # libpq reads it; the URI stays clean
+    if storage.s3_endpoint_url:
+        env["MLFLOW_S3_ENDPOINT_URL"] = storage.s3_endpoint_url
+    if storage.access_key_id and storage.secret_access_key:
+        env["AWS_ACCESS_KEY_ID"] = storage.access_key_id.get_secret_value()
+        env["AWS_SECRET_ACCESS_KEY"] = storage.secret_access_key.get_secret_value()
+    if storage.addressing_style != "auto":
+        env["MLFLOW_BOTO_CLIENT_ADDRESSING_STYLE"] = storage.addressing_style
+    return command, env
