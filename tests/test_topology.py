@@ -35,8 +35,14 @@ def gpu_box_env(mlflow_server, tmp_path) -> dict[str, str]:
 
 
 def rest(url: str, path: str, body: dict) -> dict:
-    request = urllib.request.Request(f"{url}/api/2.0/mlflow/{path}", data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"})
+    """Call the MLflow REST API: GET with a query for get-… endpoints, POST with JSON otherwise."""
+    if "/get" in path:
+        from urllib.parse import urlencode
+
+        request = urllib.request.Request(f"{url}/api/2.0/mlflow/{path}?{urlencode(body)}")
+    else:
+        request = urllib.request.Request(f"{url}/api/2.0/mlflow/{path}", data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.loads(response.read())
 
