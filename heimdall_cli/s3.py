@@ -14,12 +14,24 @@ if TYPE_CHECKING:
     from heimdall_cli.settings import StorageSettings
 
 
-def client(storage: StorageSettings, *, connect_timeout: float = 5.0, max_attempts: int = 3) -> Any:
-    """An S3 client for the configured endpoint, addressing style and credentials."""
+def client(
+    storage: StorageSettings,
+    *,
+    connect_timeout: float = 5.0,
+    max_attempts: int = 3,
+    read_timeout: float | None = None,
+) -> Any:
+    """An S3 client for the configured endpoint, addressing style and credentials.
+
+    ``read_timeout`` defaults to at least 60 s (large uploads); probes pass a short one
+    so that an endpoint that accepts connections but never answers fails fast.
+    """
     key = storage.access_key_id.get_secret_value() if storage.access_key_id else None
     secret = storage.secret_access_key.get_secret_value() if storage.secret_access_key else None
+    read = read_timeout if read_timeout is not None else max(connect_timeout, 60.0)
     return _client(
-        storage.s3_endpoint_url, storage.region, storage.addressing_style, key, secret, connect_timeout, max_attempts
+        storage.s3_endpoint_url, storage.region, storage.addressing_style, key, secret, connect_timeout, max_attempts,
+        read,
     )
 
 
@@ -32,6 +44,7 @@ def _client(
     secret: str | None,
     connect_timeout: float,
     max_attempts: int,
+    read_timeout: float,
 ) -> Any:
     import boto3
     from botocore.config import Config
@@ -40,7 +53,7 @@ def _client(
         s3={"addressing_style": addressing_style},
         signature_version="s3v4",
         connect_timeout=connect_timeout,
-        read_timeout=max(connect_timeout, 60.0),
+        read_timeout=read_timeout,
         retries={"max_attempts": max_attempts, "mode": "standard"},
     )
     return boto3.session.Session().client(

@@ -309,6 +309,10 @@ def read_config_file(path: Path) -> dict[str, Any]:
             mark = getattr(e, "problem_mark", None)
             where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
             problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+            context, start = getattr(e, "context", None), getattr(e, "context_mark", None)
+            if context and start and mark and start.line != mark.line:
+                # An unclosed bracket or quote is reported where the file ends: name where it began.
+                problem += f" ({context} started at line {start.line + 1})"
             raise ConfigError(f"{where}: invalid YAML: {problem}") from e
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections, not {type(data).__name__}")

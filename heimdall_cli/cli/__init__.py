@@ -36,13 +36,9 @@ class _Group(TyperGroup):
         except KeyboardInterrupt:
             render_error("Interrupted.")
             raise typer.Exit(130) from None
-        except (typer.Exit, typer.Abort, SystemExit):
-            raise
+        except (typer.Exit, typer.Abort, typer.TyperException, SystemExit):
+            raise  # click/typer usage errors keep their own message and exit code 2
         except Exception as e:
-            from click import ClickException
-
-            if isinstance(e, ClickException):
-                raise
             # An unexpected failure is still one scrubbed line (exit 1); -v shows the traceback.
             render_error(f"{type(e).__name__}: {e}".splitlines()[0], "Re-run with -v for the traceback.",
                          detail=_traceback() if _verbose() else None)

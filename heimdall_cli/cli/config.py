@@ -6,14 +6,19 @@ from typing import Annotated
 
 import typer
 
-from heimdall_cli.cli.options import ConfigOpt, JsonOpt
+from heimdall_cli.cli.options import ConfigOpt, JsonOpt, TrackingUriOpt
 
 app = typer.Typer(help="Inspect the resolved configuration.", no_args_is_help=True)
 
 
 @app.command("show")
 def show(
+    overrides: Annotated[
+        list[str] | None,
+        typer.Argument(help="KEY=VALUE overrides, as train takes them, e.g. training.epochs=3.", show_default=False),
+    ] = None,
     config: ConfigOpt = None,
+    tracking_uri: TrackingUriOpt = None,
     explain: Annotated[bool, typer.Option("--explain", help="Name the source of every value.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
@@ -28,14 +33,18 @@ def show(
 
       heimdall config show --config configs/default.yaml --explain
 
+      heimdall config show training.epochs=3 --tracking-uri sqlite:///runs.db --explain
+
       heimdall config show --json | jq .tracking
     """
     from heimdall_cli.cli.common import resolve
     from heimdall_cli.cli.output import Output, table
     from heimdall_cli.settings import explain as explain_rows
-    from heimdall_cli.settings import to_display_dict
+    from heimdall_cli.settings import parse_overrides, set_flag, to_display_dict
 
-    resolved = resolve(config)
+    flags = parse_overrides(overrides or [])
+    set_flag(flags, "tracking.uri", tracking_uri)
+    resolved = resolve(config, flags)
     rows = explain_rows(resolved)
     out = Output(json_mode=json_out)
     if json_out:

@@ -4,8 +4,10 @@
 with ``MlflowClient.log_batch`` (at most 1000 metrics per request, MLflow's limit)
 every ``interval`` seconds, or sooner when a full batch is waiting. Points keep
 their original step and timestamp and are sent in the order they were logged.
-A failed send is retried with backoff; ``flush()`` waits for the queue to drain
-and raises the last error if points could not be delivered.
+A failed send is retried with backoff; ``flush()`` sends at once, waits for the
+queue to drain and raises the error if a delivery failed meanwhile. Points that
+could not be delivered stay queued, in order, and the worker keeps trying (with
+growing pauses), so they reach the backend once it is back.
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ class MetricBatcher:
         self._cond = threading.Condition()
         self._in_flight = 0
         self._error: BaseException | None = None
+        self._failures = 0  # failed deliveries since the last success (each after all retries)
+        self._flushing = 0  # flush() calls waiting: send now instead of gathering a batch
         self._closed = False
         self.sent = 0
         self._thread = threading.Thread(target=self._run, name="heimdall-metrics", daemon=True)
@@ -65,67 +69,84 @@ class MetricBatcher:
             return len(self._queue) + self._in_flight
 
     def flush(self, timeout: float | None = None) -> None:
-        """Send everything queued so far; raise if the backend kept failing."""
+        """Send everything queued so far now; raise if a delivery failed while waiting.
+
+        After an error the points are still queued (see :attr:`pending`); a later
+        ``flush()`` tries again.
+        """
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
+            failures = self._failures
+            self._flushing += 1
             self._cond.notify_all()
-            while (self._queue or self._in_flight) and self._error is None:
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    raise TimeoutError(f"{len(self._queue) + self._in_flight} metric points still unsent")
-                self._cond.wait(timeout=remaining)
-            error, self._error = self._error, None
-        if error is not None:
-            raise error
+            try:
+                while self._queue or self._in_flight:
+                    if self._failures > failures and self._error is not None:
+                        raise self._error
+                    if self._closed:
+                        raise RuntimeError(f"metric batcher is closed; {self.pending} points unsent")
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        raise TimeoutError(f"{len(self._queue) + self._in_flight} metric points still unsent")
+                    self._cond.wait(timeout=remaining)
+            finally:
+                self._flushing -= 1
 
     def close(self, timeout: float | None = None) -> None:
-        """Flush, then stop the worker thread."""
+        """Flush, then stop the worker thread (also when the flush raises)."""
         try:
             self.flush(timeout)
         finally:
-            with self._cond:
-                self._closed = True
-                self._cond.notify_all()
+            self.stop()
+
+    def stop(self) -> None:
+        """Stop the worker thread without sending what is still queued."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        if threading.current_thread() is not self._thread:
             self._thread.join(timeout=5)
 
-    def _take(self) -> list[Point]:
+    def _pause(self) -> float:
+        """Seconds to gather a batch; after failed deliveries, a growing pause before the next try."""
+        if not self._failures:
+            return self._interval
+        return min(self._interval * 2**self._failures, 60.0)
+
+    def _take(self) -> list[Point] | None:
+        """The next batch to send, or None when closed."""
         with self._cond:
+            deadline = time.monotonic() + self._pause()
             while not self._closed:
-                if len(self._queue) >= MAX_BATCH:
-                    break
-                if self._queue and self._error is None:
-                    # Wait for the interval to gather a batch, unless a flush asks for it now.
-                    self._cond.wait(timeout=self._interval)
-                    break
-                self._cond.wait(timeout=self._interval)
-            n = min(MAX_BATCH, len(self._queue))
-            batch = [self._queue.popleft() for _ in range(n)]
-            self._in_flight = n
-            return batch
+                now = time.monotonic()
+                full = len(self._queue) >= MAX_BATCH and not self._failures
+                if self._queue and (self._flushing or full or now >= deadline):
+                    n = min(MAX_BATCH, len(self._queue))
+                    batch = [self._queue.popleft() for _ in range(n)]
+                    self._in_flight = n
+                    return batch
+                if now >= deadline:
+                    deadline = now + self._interval
+                self._cond.wait(timeout=deadline - now)
+            return None
 
     def _run(self) -> None:
         while True:
             batch = self._take()
-            if not batch:
-                with self._cond:
-                    self._in_flight = 0
-                    self._cond.notify_all()
-                    if self._closed:
-                        return
-                continue
+            if batch is None:
+                return
             error = self._deliver(batch)
             with self._cond:
                 self._in_flight = 0
                 if error is None:
                     self.sent += len(batch)
+                    self._failures, self._error = 0, None
                 else:
                     # Keep the points (in order) so nothing already logged is lost.
                     self._queue.extendleft(reversed(batch))
+                    self._failures += 1
                     self._error = error
                 self._cond.notify_all()
-                if error is not None:
-                    # Let flush() see the error before trying again.
-                    self._cond.wait(timeout=self._interval)
 
     def _deliver(self, batch: list[Point]) -> BaseException | None:
         delay = self._backoff

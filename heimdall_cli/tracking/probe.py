@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import socket
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from heimdall_cli.errors import BackendUnavailable, ConfigError
@@ -34,7 +37,7 @@ def probe_tracking(tracking: TrackingSettings, timeout: float) -> ProbeResult:
     elif backend == "postgresql":
         detail = _probe_postgres(tracking, timeout)
     elif backend == "http":
-        detail = _probe_http(tracking.uri, timeout)
+        detail = _probe_http(tracking, timeout)
     else:
         raise ConfigError(
             f"Unsupported tracking URI scheme in {mask_uri(tracking.uri)!r}.",
@@ -56,10 +59,15 @@ def _probe_postgres(tracking: TrackingSettings, timeout: float) -> str:
     conninfo = "postgresql://" + tracking.connection_uri().split("://", 1)[1]
     conninfo = conninfo.split("?", 1)[0]
     try:
-        with psycopg.connect(conninfo, connect_timeout=max(1, int(timeout))) as conn:
-            version = conn.execute("SHOW server_version").fetchone()
+        version = _within(timeout + 1.0, lambda: _postgres_version(psycopg, conninfo, timeout))
+    except TimeoutError:
+        raise BackendUnavailable(
+            f"PostgreSQL at {host} did not answer within {timeout:.0f} s.",
+            "Check that the host is up and tracking.uri (host, port) is right.",
+        ) from None
     except psycopg.OperationalError as e:
-        reason = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+        # libpq's message spans lines ("…failed: Connection refused\n\tIs the server running…"): one line.
+        reason = " ".join(str(e).split())[:300] or type(e).__name__
         raise BackendUnavailable(
             f"PostgreSQL at {host} is unreachable or refused: {reason}",
             "Check that the server runs and tracking.uri (host, port, database, user) is right.",
@@ -67,13 +75,22 @@ def _probe_postgres(tracking: TrackingSettings, timeout: float) -> str:
     return f"PostgreSQL {version[0] if version else '?'} at {host}{parts.path}"
 
 
-def _probe_http(uri: str, timeout: float) -> str:
+def _probe_http(tracking: TrackingSettings, timeout: float) -> str:
+    import base64
     import urllib.error
     import urllib.request
+    from urllib.parse import unquote
 
-    url = uri.rstrip("/") + "/health"
+    uri = tracking.uri
+    parts = urlsplit(tracking.connection_uri())
+    # urllib cannot take user:password@ in the URL: send it as basic auth, as MLflow does.
+    url = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl().rstrip("/") + "/health"
+    request = urllib.request.Request(url)
+    if parts.username:
+        token = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+        request.add_header("Authorization", "Basic " + base64.b64encode(token).decode())
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             body = response.read(64).decode("utf-8", "replace").strip()
     except urllib.error.HTTPError as e:
         raise BackendUnavailable(
@@ -87,6 +104,36 @@ def _probe_http(uri: str, timeout: float) -> str:
             "Check that `mlflow server` runs and MLFLOW_TRACKING_URI is right.",
         ) from None
     return f"MLflow server {mask_uri(uri)} ({body or 'OK'})"
+
+
+def _postgres_version(psycopg: Any, conninfo: str, timeout: float) -> Any:
+    with psycopg.connect(conninfo, connect_timeout=max(1, int(timeout))) as conn:
+        return conn.execute("SHOW server_version").fetchone()
+
+
+def _within(seconds: float, fn: Callable[[], Any]) -> Any:
+    """Run ``fn`` in a daemon thread; TimeoutError if it has not returned after ``seconds``.
+
+    libpq applies connect_timeout per address (``localhost`` is two) and per phase, so a
+    dead host can take a multiple of it; this bounds the whole probe. The abandoned
+    thread ends when libpq gives up and never blocks the process from exiting.
+    """
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as e:
+            box["error"] = e
+
+    thread = threading.Thread(target=target, name="heimdall-probe", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        raise TimeoutError(f"no answer within {seconds:.0f} s")
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
 
 
 def probe_tcp(host: str, port: int, timeout: float) -> None:
@@ -122,7 +169,7 @@ def probe_artifacts(storage: StorageSettings, timeout: float, key_prefix: str = 
 
     bucket, prefix = s3.split_s3_uri(storage.artifact_root)
     key = f"{prefix.rstrip('/')}/{key_prefix}-{token}".lstrip("/")
-    client = s3.client(storage, connect_timeout=timeout, max_attempts=1)
+    client = s3.client(storage, connect_timeout=timeout, max_attempts=1, read_timeout=timeout)
     try:
         client.put_object(Bucket=bucket, Key=key, Body=token.encode())
         body = client.get_object(Bucket=bucket, Key=key)["Body"].read().decode()

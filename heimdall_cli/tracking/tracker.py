@@ -167,6 +167,7 @@ class Tracker:
         experiment: str | None = None,
     ) -> str:
         """Start a new run, or attach to ``run_id`` (resume). Returns the run id."""
+        self.close()  # metrics still queued for a previous run go to that run, not this one
         if run_id:
             with translated(f"Run '{run_id}'"):
                 run = self.client.get_run(run_id)
@@ -181,7 +182,9 @@ class Tracker:
                     experiment_id, run_name=run_name, tags={k: str(v) for k, v in (tags or {}).items()}
                 )
             self.run_id = run.info.run_id
-        self._batcher = MetricBatcher(self._send_points, interval=self.settings.tracking.flush_interval_s)
+        bound_run = self.run_id
+        self._batcher = MetricBatcher(lambda points: self._send_points(bound_run, points),
+                                      interval=self.settings.tracking.flush_interval_s)
         return self.run_id
 
     def end_run(self, status: str = "FINISHED") -> None:
@@ -193,9 +196,10 @@ class Tracker:
         try:
             self.flush()
         finally:
-            if self._batcher is not None:
-                self._batcher.close(timeout=5)
-                self._batcher = None
+            # Mark the run ended even when metrics could not be sent; the flush error still propagates.
+            batcher, self._batcher = self._batcher, None
+            if batcher is not None:
+                batcher.stop()
             with translated(f"Ending run '{run_id}'"):
                 self.client.set_terminated(run_id, status=status)
             self.run_id = None
@@ -269,11 +273,11 @@ class Tracker:
         """Metric points queued but not yet acknowledged."""
         return self._batcher.pending if self._batcher else 0
 
-    def _send_points(self, points: list[Point]) -> None:
+    def _send_points(self, run_id: str, points: list[Point]) -> None:
         from mlflow.entities import Metric
 
         metrics = [Metric(p.key, p.value, p.timestamp_ms, p.step) for p in points]
-        self.client.log_batch(self.run_id, metrics=metrics, synchronous=True)
+        self.client.log_batch(run_id, metrics=metrics, synchronous=True)
 
     def metric_history(self, key: str, run_id: str | None = None) -> list[tuple[int, float, int]]:
         """(step, value, timestamp_ms) of every point of ``key``, in step order."""
@@ -314,7 +318,9 @@ class Tracker:
         run_id = self._require_run(run_id)
         with translated(f"Deleting artifact {artifact_path}"):
             artifact_uri = self.client.get_run(run_id).info.artifact_uri
-            get_artifact_repository(artifact_uri).delete_artifacts(artifact_path)
+            # mlflow-artifacts:/ (proxied by a server) needs our tracking URI, not the global one.
+            repo = get_artifact_repository(artifact_uri, tracking_uri=self.client.tracking_uri)
+            repo.delete_artifacts(artifact_path)
 
     def list_artifacts(self, path: str | None = None, run_id: str | None = None) -> list[tuple[str, int | None]]:
         """Every artifact file under ``path`` as (path, size in bytes), recursively."""
@@ -412,8 +418,8 @@ class Tracker:
             try:
                 self.flush()
             finally:
-                self._batcher.close(timeout=5)
-                self._batcher = None
+                batcher, self._batcher = self._batcher, None
+                batcher.stop()
 
 
 def _model_requirements() -> list[str]:

@@ -83,6 +83,10 @@ def prepare(settings: Settings, *, resume_run_id: str | None = None, view: Progr
     _quiet_lightning()
     t = settings.training
     resolve_name(t.backbone)  # unknown backbone: exit 2 before any work
+    if settings.tracking.enabled and is_global_zero():
+        from heimdall_cli.tracking.probe import probe_tracking
+
+        probe_tracking(settings.tracking, settings.tracking.query_timeout_s)  # a dead backend: exit 3 in seconds
     view = view or NoView()
     L.seed_everything(t.seed, workers=True, verbose=False)
     model = build_model(settings)  # before the data: missing weights fail in seconds
