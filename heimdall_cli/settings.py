@@ -69,6 +69,15 @@ class TrackingSettings(_Section):
     register_timeout_s: float = Field(
         300.0, gt=0, description="How long model registration waits for the version to become READY."
     )
+    outage_bound_s: float = Field(
+        600.0, ge=0, description="A run whose backend stays unreachable longer than this continues in the local "
+        "spool (sync it later with heimdall runs sync).",
+    )
+    offline: bool = Field(False, description="Track to the local spool only (heimdall train --offline).")
+    spool_dir: Path | None = Field(None, description="The local spool (default: OUTPUT_DIR/spool).")
+    queue_memory_points: int = Field(
+        200_000, ge=1000, description="Metric points kept in memory during an outage; more spill to disk."
+    )
     flush_interval_s: float = Field(
         1.0, gt=0, le=60, description="Metrics are sent in batches at most this many seconds apart."
     )

@@ -48,6 +48,8 @@ def train(
     dry_run: Annotated[bool, _Opt("--dry-run", help="Print the resolved config and model summary; no run.")] = False,
     progress: Annotated[str | None, _Opt(help="auto, rich, plain or none (progress goes to stderr).")] = None,
     tracking_uri: TrackingUriOpt = None,
+    offline: Annotated[bool, _Opt("--offline", help="Track to the local spool only; later: heimdall runs sync.")]
+    = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Train a localization model and track everything in MLflow.
@@ -78,7 +80,7 @@ def train(
         "tracking.experiment": experiment, "data.source": data, "training.accelerator": accelerator,
         "training.devices": devices, "training.num_nodes": num_nodes, "training.strategy": strategy,
         "training.precision": precision, "training.seed": seed, "training.progress": progress,
-        "tracking.uri": tracking_uri,
+        "tracking.uri": tracking_uri, "tracking.offline": offline or None,
     }.items():
         set_flag(flags, key, value)
     resolved = resolve(config, flags)

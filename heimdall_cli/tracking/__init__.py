@@ -29,8 +29,8 @@ def open_tracker(settings: Settings, *, patient: bool = False, probe: bool = Tru
     """The tracker for ``settings``.
 
     ``patient=False`` (queries, verify): probe the backend first and make HTTP calls
-    fail within ``tracking.query_timeout_s``. ``patient=True`` (training): keep
-    MLflow's retries, so a long run survives a backend hiccup.
+    fail within ``tracking.query_timeout_s``. ``patient=True`` (training): writes of the
+    run queue and retry through an outage (see :mod:`heimdall_cli.tracking.outage`).
     """
     quiet_mlflow()
     import mlflow  # noqa: F401  (first: mlflow loads our S3 plugin while it initialises)
@@ -39,11 +39,17 @@ def open_tracker(settings: Settings, *, patient: bool = False, probe: bool = Tru
     from heimdall_cli.tracking.errors import translated
     from heimdall_cli.tracking.probe import probe_tracking
 
+    if settings.tracking.offline:
+        settings, probe = offline_settings(settings), False
     timeout = settings.tracking.query_timeout_s
     if not patient:
         # Not secrets: MLflow reads these per request, so a dead server fails in seconds.
         os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
         os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(max(1, int(timeout)))
+    else:
+        # Patience lives in heimdall's queues (retry with backoff, then the spool): MLflow's own
+        # 7 retries would hide an outage for minutes inside one request.
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     if probe:
         probe_tracking(settings.tracking, timeout)
     s3_repository.activate(settings.storage if settings.storage.is_s3 or settings.storage.s3_endpoint_url else None)
@@ -54,6 +60,19 @@ def open_tracker(settings: Settings, *, patient: bool = False, probe: bool = Tru
     with translated("Connecting to the tracking backend"):
         client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     return Tracker(settings, client)
+
+
+def offline_settings(settings: Settings) -> Settings:
+    """``settings`` pointed at the local spool (its embedded store and artifact folder)."""
+    from pathlib import Path
+
+    from heimdall_cli.tracking.sync import open_spool
+
+    spool_dir = settings.tracking.spool_dir or Path(settings.training.output_dir) / "spool"
+    spool = open_spool(Path(spool_dir), create=True)
+    tracking = settings.tracking.model_copy(update={"uri": spool.tracking_uri, "password": None})
+    storage = settings.storage.model_copy(update={"artifact_root": str(spool.artifact_root.resolve())})
+    return settings.model_copy(update={"tracking": tracking, "storage": storage})
 
 
 def initialize_mlflow(settings: Settings) -> Tracker:

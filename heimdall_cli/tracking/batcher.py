@@ -8,15 +8,21 @@ A failed send is retried with backoff; ``flush()`` sends at once, waits for the
 queue to drain and raises the error if a delivery failed meanwhile. Points that
 could not be delivered stay queued, in order, and the worker keeps trying (with
 growing pauses), so they reach the backend once it is back.
+
+Memory stays bounded during a long outage: past ``max_memory_points`` queued points,
+newer points go to a spill file (JSON lines) and are read back, in order, as the
+in-memory queue drains.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
+from pathlib import Path
 
 MAX_BATCH = 1000  # MLflow's limit of metrics per log_batch request
 
@@ -37,8 +43,11 @@ SendFn = Callable[[list[Point]], None]
 class MetricBatcher:
     """Queue metric points and send them from one background thread."""
 
-    def __init__(self, send: SendFn, interval: float = 1.0, retries: int = 5, backoff: float = 0.5) -> None:
+    def __init__(self, send: SendFn, interval: float = 1.0, retries: int = 5, backoff: float = 0.5,
+                 max_memory_points: int = 200_000, spill_dir: Path | None = None) -> None:
         self._send = send
+        self._max_memory = max(MAX_BATCH, max_memory_points)
+        self._spill = _Spill(spill_dir) if spill_dir is not None else None
         self._interval = interval
         self._retries = retries
         self._backoff = backoff
@@ -58,7 +67,10 @@ class MetricBatcher:
         with self._cond:
             if self._closed:
                 raise RuntimeError("metric batcher is closed")
-            self._queue.extend(points)
+            if self._spill is not None and (self._spill.count or len(self._queue) + len(points) > self._max_memory):
+                self._spill.write(points)  # keep order: once spilling, newer points follow the spilled ones
+            else:
+                self._queue.extend(points)
             if len(self._queue) >= MAX_BATCH:
                 self._cond.notify_all()
 
@@ -66,7 +78,18 @@ class MetricBatcher:
     def pending(self) -> int:
         """Points not yet acknowledged by the backend."""
         with self._cond:
-            return len(self._queue) + self._in_flight
+            return len(self._queue) + self._in_flight + (self._spill.count if self._spill else 0)
+
+    @property
+    def spilled(self) -> int:
+        """Points currently waiting on disk."""
+        with self._cond:
+            return self._spill.count if self._spill else 0
+
+    def _refill(self) -> None:
+        """Move spilled points back into memory as room frees up (caller holds the lock)."""
+        if self._spill is not None and self._spill.count and len(self._queue) < self._max_memory // 2:
+            self._queue.extend(self._spill.read(self._max_memory // 2))
 
     def flush(self, timeout: float | None = None) -> None:
         """Send everything queued so far now; raise if a delivery failed while waiting.
@@ -80,7 +103,7 @@ class MetricBatcher:
             self._flushing += 1
             self._cond.notify_all()
             try:
-                while self._queue or self._in_flight:
+                while self._queue or self._in_flight or (self._spill and self._spill.count):
                     if self._failures > failures and self._error is not None:
                         raise self._error
                     if self._closed:
@@ -106,6 +129,8 @@ class MetricBatcher:
             self._cond.notify_all()
         if threading.current_thread() is not self._thread:
             self._thread.join(timeout=5)
+        if self._spill is not None:
+            self._spill.close()
 
     def _pause(self) -> float:
         """Seconds to gather a batch; after failed deliveries, a growing pause before the next try."""
@@ -118,6 +143,7 @@ class MetricBatcher:
         with self._cond:
             deadline = time.monotonic() + self._pause()
             while not self._closed:
+                self._refill()
                 now = time.monotonic()
                 full = len(self._queue) >= MAX_BATCH and not self._failures
                 if self._queue and (self._flushing or full or now >= deadline):
@@ -160,3 +186,43 @@ class MetricBatcher:
                 time.sleep(delay)
                 delay = min(delay * 2, 30.0)
         return None  # pragma: no cover
+
+
+class _Spill:
+    """An append-only JSON-lines file of points, read back in order."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.path: Path | None = None
+        self.count = 0
+        self._offset = 0
+
+    def write(self, points: list[Point]) -> None:
+        if self.path is None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self.path = self.folder / f"metrics-{time.time_ns()}.jsonl"
+        with self.path.open("a", encoding="utf-8") as f:
+            f.writelines(json.dumps(astuple(p)) + "\n" for p in points)
+        self.count += len(points)
+
+    def read(self, limit: int) -> list[Point]:
+        if self.path is None or not self.count:
+            return []
+        out: list[Point] = []
+        with self.path.open("r", encoding="utf-8") as f:
+            f.seek(self._offset)
+            while len(out) < limit:
+                line = f.readline()
+                if not line:
+                    break
+                out.append(Point(*json.loads(line)))
+            self._offset = f.tell()
+        self.count -= len(out)
+        if not self.count:
+            self.close()
+        return out
+
+    def close(self) -> None:
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
+        self.path, self.count, self._offset = None, 0, 0

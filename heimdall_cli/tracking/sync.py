@@ -101,7 +101,6 @@ def _sync_run(source: MlflowClient, run: Any, experiment_name: str, target: Trac
               dry_run: bool) -> SyncReport:
     origin = f"{spool.spool_id}/{run.info.run_id}"
     client = target.client
-    experiment_id = target.find_experiment(experiment_name) if dry_run else None
     report = SyncReport(run.info.run_id, None, run.info.run_name or "", run.info.status)
     with translated(f"Syncing run {run.info.run_id}"):
         existing = _find_target(target, experiment_name, origin, run.data.tags.get(ORIGIN_RUN_ID))

@@ -7,19 +7,21 @@ which would copy the URI, password included, into the process environment).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from heimdall_cli.errors import ConfigError, NotFound
+from heimdall_cli.errors import BackendUnavailable, ConfigError, NotFound
 from heimdall_cli.redact import mask_uri
 from heimdall_cli.tracking.batcher import MetricBatcher, Point
 from heimdall_cli.tracking.errors import translated
+from heimdall_cli.tracking.outage import EventFn, RunWriter
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -97,12 +99,14 @@ def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, str
 class Tracker:
     """Experiments, runs, params, metrics and artifacts (registry and search in sibling modules)."""
 
-    def __init__(self, settings: Settings, client: MlflowClient) -> None:
+    def __init__(self, settings: Settings, client: MlflowClient, on_event: EventFn | None = None) -> None:
         self.settings = settings
         self.client = client
         self.experiment_id: str | None = None
         self.run_id: str | None = None
+        self.on_event = on_event  # outage warnings (default: logged as WARNING on stderr)
         self._batcher: MetricBatcher | None = None
+        self._writer: RunWriter | None = None
 
     # ------------------------------------------------------------------ identity
     @property
@@ -182,10 +186,35 @@ class Tracker:
                     experiment_id, run_name=run_name, tags={k: str(v) for k, v in (tags or {}).items()}
                 )
             self.run_id = run.info.run_id
-        bound_run = self.run_id
-        self._batcher = MetricBatcher(lambda points: self._send_points(bound_run, points),
-                                      interval=self.settings.tracking.flush_interval_s)
+        tracking = self.settings.tracking
+        batcher = MetricBatcher(lambda points: self._send_points(writer, points),
+                                interval=tracking.flush_interval_s,
+                                max_memory_points=tracking.queue_memory_points,
+                                spill_dir=self.spool_dir / "queue")
+        writer = RunWriter(self.client, self.run_id, experiment_name=tracking.experiment,
+                           run_name=run.info.run_name, spool_dir=self.spool_dir, bound_s=tracking.outage_bound_s,
+                           pending=lambda: batcher.pending, on_event=self.on_event)
+        writer.remember(tags=run.data.tags)
+        self._batcher, self._writer = batcher, writer
         return self.run_id
+
+    @property
+    def spool_dir(self) -> Path:
+        """The local spool for offline runs and long outages."""
+        return Path(self.settings.tracking.spool_dir or Path(self.settings.training.output_dir) / "spool")
+
+    @property
+    def diverted(self) -> bool:
+        """True when the active run continues in the local spool (the backend stayed down too long)."""
+        return self._writer is not None and self._writer.diverted
+
+    def _write(self, action: str, fn: Callable[[MlflowClient, str], Any], run_id: str | None = None) -> Any:
+        """A write to a run: through the outage-tolerant writer for the active run, else direct."""
+        run_id = self._require_run(run_id)
+        if self._writer is not None and run_id == self.run_id:
+            return self._writer.call(action, fn)
+        with translated(action):
+            return fn(self.client, run_id)
 
     def end_run(self, status: str = "FINISHED") -> None:
         """Flush everything queued, then mark the run FINISHED, FAILED or KILLED."""
@@ -194,15 +223,30 @@ class Tracker:
             raise ConfigError(f"Run status {status!r} is not one of {', '.join(RUN_STATUSES)}.")
         run_id = self._require_run()
         try:
-            self.flush()
+            self._drain()
         finally:
             # Mark the run ended even when metrics could not be sent; the flush error still propagates.
             batcher, self._batcher = self._batcher, None
             if batcher is not None:
                 batcher.stop()
-            with translated(f"Ending run '{run_id}'"):
-                self.client.set_terminated(run_id, status=status)
-            self.run_id = None
+            try:
+                self._write(f"Ending run '{run_id}'", lambda c, r: c.set_terminated(r, status=status))
+            finally:
+                self.run_id, self._writer = None, None
+
+    def _drain(self) -> None:
+        """Flush; during an outage wait for the backend (or for the diversion to the spool)."""
+        if self._batcher is None:
+            return
+        while True:
+            try:
+                self.flush()
+                return
+            except BackendUnavailable:
+                if self._writer is None:
+                    raise
+                # The writer diverts to the spool once the outage outlasts the bound; keep waiting.
+                time.sleep(min(5.0, max(0.2, self.settings.tracking.flush_interval_s)))
 
     def get_run(self, run_id: str | None = None) -> RunRecord:
         """Status, params, latest metrics and tags of a run."""
@@ -228,17 +272,21 @@ class Tracker:
             self.log_text(value, f"params/{key.replace('/', '_')}.txt", run_id=run_id)
             flat[key] = f"(in artifact params/{key.replace('/', '_')}.txt, {len(value)} characters)"
         items = [Param(k, v) for k, v in flat.items()]
-        with translated("Logging params"):
-            for i in range(0, len(items), MAX_PARAMS_PER_BATCH):
-                self.client.log_batch(run_id, params=items[i : i + MAX_PARAMS_PER_BATCH])
+        if self._writer is not None and run_id == self.run_id:
+            self._writer.remember(params=flat)
+        for i in range(0, len(items), MAX_PARAMS_PER_BATCH):
+            chunk = items[i : i + MAX_PARAMS_PER_BATCH]
+            self._write("Logging params", lambda c, r, chunk=chunk: c.log_batch(r, params=chunk), run_id)
 
     def set_tags(self, tags: Mapping[str, Any], run_id: str | None = None) -> None:
         """Set run tags."""
         from mlflow.entities import RunTag
 
         run_id = self._require_run(run_id)
-        with translated("Setting tags"):
-            self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        if self._writer is not None and run_id == self.run_id:
+            self._writer.remember(tags=dict(tags))
+        items = [RunTag(k, str(v)) for k, v in tags.items()]
+        self._write("Setting tags", lambda c, r: c.log_batch(r, tags=items), run_id)
 
     # ------------------------------------------------------------------ metrics
     def log_metrics(
@@ -273,11 +321,12 @@ class Tracker:
         """Metric points queued but not yet acknowledged."""
         return self._batcher.pending if self._batcher else 0
 
-    def _send_points(self, run_id: str, points: list[Point]) -> None:
+    @staticmethod
+    def _send_points(writer: RunWriter, points: list[Point]) -> None:
         from mlflow.entities import Metric
 
         metrics = [Metric(p.key, p.value, p.timestamp_ms, p.step) for p in points]
-        self.client.log_batch(run_id, metrics=metrics, synchronous=True)
+        writer.call("Sending metrics", lambda c, r: c.log_batch(r, metrics=metrics, synchronous=True))
 
     def metric_history(self, key: str, run_id: str | None = None) -> list[tuple[int, float, int]]:
         """(step, value, timestamp_ms) of every point of ``key``, in step order."""
@@ -289,38 +338,34 @@ class Tracker:
     # ------------------------------------------------------------------ artifacts
     def log_artifact(self, local_path: str | Path, artifact_path: str | None = None) -> None:
         """Upload one file (or a whole directory) to the run's artifacts."""
-        run_id = self._require_run()
         path = Path(local_path)
         if not path.exists():
             raise NotFound(f"Artifact {path} does not exist.")
-        with translated(f"Uploading {path.name}"):
-            if path.is_dir():
-                self.client.log_artifacts(run_id, str(path), artifact_path)
-            else:
-                self.client.log_artifact(run_id, str(path), artifact_path)
+        if path.is_dir():
+            self._write(f"Uploading {path.name}", lambda c, r: c.log_artifacts(r, str(path), artifact_path))
+        else:
+            self._write(f"Uploading {path.name}", lambda c, r: c.log_artifact(r, str(path), artifact_path))
 
     def log_artifacts(self, local_dir: str | Path, artifact_path: str | None = None) -> None:
         """Upload the contents of a directory."""
-        run_id = self._require_run()
-        with translated(f"Uploading {local_dir}"):
-            self.client.log_artifacts(run_id, str(local_dir), artifact_path)
+        self._write(f"Uploading {local_dir}", lambda c, r: c.log_artifacts(r, str(local_dir), artifact_path))
 
     def log_text(self, text: str, artifact_file: str, run_id: str | None = None) -> None:
         """Write ``text`` to the artifact ``artifact_file``."""
-        run_id = self._require_run(run_id)
-        with translated(f"Uploading {artifact_file}"):
-            self.client.log_text(run_id, text, artifact_file)
+        self._write(f"Uploading {artifact_file}", lambda c, r: c.log_text(r, text, artifact_file), run_id)
 
     def delete_artifact(self, artifact_path: str, run_id: str | None = None) -> None:
         """Delete an artifact file or folder of a run (e.g. an evicted checkpoint)."""
         from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
-        run_id = self._require_run(run_id)
-        with translated(f"Deleting artifact {artifact_path}"):
-            artifact_uri = self.client.get_run(run_id).info.artifact_uri
+        def delete(client: MlflowClient, run: str) -> None:
+            artifact_uri = client.get_run(run).info.artifact_uri
             # mlflow-artifacts:/ (proxied by a server) needs our tracking URI, not the global one.
-            repo = get_artifact_repository(artifact_uri, tracking_uri=self.client.tracking_uri)
-            repo.delete_artifacts(artifact_path)
+            repo = get_artifact_repository(artifact_uri, tracking_uri=client.tracking_uri)
+            with contextlib.suppress(FileNotFoundError):  # e.g. a run diverted to the spool never had it
+                repo.delete_artifacts(artifact_path)
+
+        self._write(f"Deleting artifact {artifact_path}", delete, run_id)
 
     def list_artifacts(self, path: str | None = None, run_id: str | None = None) -> list[tuple[str, int | None]]:
         """Every artifact file under ``path`` as (path, size in bytes), recursively."""
@@ -344,16 +389,13 @@ class Tracker:
 
     def log_dict(self, data: Any, artifact_file: str) -> None:
         """Write ``data`` as JSON or YAML (by extension) to an artifact."""
-        run_id = self._require_run()
-        with translated(f"Uploading {artifact_file}"):
-            self.client.log_dict(run_id, data, artifact_file)
+        self._write(f"Uploading {artifact_file}", lambda c, r: c.log_dict(r, data, artifact_file))
 
     def log_dataset(self, name: str, digest: str, source: str, *, context: str = "training",
                     profile: Mapping[str, Any] | None = None) -> None:
         """Record the dataset (name, content hash, source) as an MLflow dataset input."""
         from mlflow.entities import Dataset, DatasetInput, InputTag
 
-        run_id = self._require_run()
         dataset = Dataset(
             name=name,
             digest=digest[:36],
@@ -361,8 +403,8 @@ class Tracker:
             source=json.dumps({"uri": source}),
             profile=json.dumps(dict(profile or {}), default=str),
         )
-        with translated("Logging dataset input"):
-            self.client.log_inputs(run_id, datasets=[DatasetInput(dataset, [InputTag("mlflow.data.context", context)])])
+        inputs = [DatasetInput(dataset, [InputTag("mlflow.data.context", context)])]
+        self._write("Logging dataset input", lambda c, r: c.log_inputs(r, datasets=inputs))
 
     # ------------------------------------------------------------------ models
     def log_pytorch_model(self, model: Any, artifact_path: str = "model", *, input_example: Any,

@@ -43,6 +43,7 @@ class FitResult:
     steps: int = 0
     seconds: float = 0.0
     upload_errors: list[str] = field(default_factory=list)
+    spool: str | None = None  # where the run is, when offline or diverted by a long outage
 
 
 @dataclass
@@ -83,7 +84,7 @@ def prepare(settings: Settings, *, resume_run_id: str | None = None, view: Progr
     _quiet_lightning()
     t = settings.training
     resolve_name(t.backbone)  # unknown backbone: exit 2 before any work
-    if settings.tracking.enabled and is_global_zero():
+    if settings.tracking.enabled and not settings.tracking.offline and is_global_zero():
         from heimdall_cli.tracking.probe import probe_tracking
 
         probe_tracking(settings.tracking, settings.tracking.query_timeout_s)  # a dead backend: exit 3 in seconds
@@ -95,7 +96,7 @@ def prepare(settings: Settings, *, resume_run_id: str | None = None, view: Progr
     tracker = None
     skip_until: dict[str, int] = {}
     if settings.tracking.enabled and is_global_zero():
-        tracker, skip_until = _start_run(settings, splits, resume_run_id)
+        tracker, skip_until = _start_run(settings, splits, resume_run_id, view)
     elif resume_run_id and not settings.tracking.enabled:
         raise ConfigError("--resume needs tracking enabled.", "Drop tracking.enabled=false.")
     try:
@@ -168,12 +169,14 @@ def model_summary(settings: Settings) -> dict[str, Any]:
     }
 
 
-def _start_run(settings: Settings, splits: Splits, resume_run_id: str | None) -> tuple[Tracker, dict[str, int]]:
+def _start_run(settings: Settings, splits: Splits, resume_run_id: str | None,
+               view: ProgressView | None = None) -> tuple[Tracker, dict[str, int]]:
     from heimdall_cli import __version__
     from heimdall_cli.settings import run_params, to_display_dict
     from heimdall_cli.tracking import open_tracker
 
     tracker = open_tracker(settings, patient=True)
+    tracker.on_event = view.message if view is not None else None
     t = settings.training
     if resume_run_id:
         record = tracker.get_run(resume_run_id)
@@ -289,6 +292,8 @@ def _finish(prep: Prepared, result: FitResult, status: str, started: float) -> N
     result.best = {k: float(v) for k, v in _best_values(prep).items()}
     result.status = status
     result.seconds = round(time.monotonic() - started, 2)
+    if tracker is not None and (tracker.diverted or prep.settings.tracking.offline):
+        result.spool = str(tracker.spool_dir)
     if tracker is not None and tracker.run_id:
         try:
             tracker.end_run(status if status != "FINISHED" or not result.upload_errors else "FINISHED")

@@ -37,7 +37,10 @@ class ProgressView:
         """An epoch (including validation) finished."""
 
     def message(self, text: str) -> None:
-        """A status line (checkpoints, warnings)."""
+        """A warning or status line; without a progress display it goes to the log (stderr)."""
+        import logging
+
+        logging.getLogger("heimdall").warning(text)
 
     def stop(self) -> None:
         """Training ended."""

@@ -76,9 +76,12 @@ class ArtifactUploader:
                 self._queue.task_done()
 
     def _do(self, job: _Job) -> None:
+        from heimdall_cli.errors import BackendUnavailable
+
         delay = self.backoff
         what = f"{job.kind} {job.artifact_path or '.'}/{job.local.name if job.local else ''}".rstrip("/")
-        for attempt in range(self.retries + 1):
+        attempt = 0
+        while True:
             try:
                 if job.kind == "upload":
                     assert job.local is not None
@@ -88,14 +91,19 @@ class ArtifactUploader:
                     self.tracker.delete_artifact(job.artifact_path)
                     self.deleted.append(job.artifact_path)
                 break
+            except BackendUnavailable:
+                # An outage: wait it out (the tracker diverts to the spool once it lasts too long).
+                time.sleep(delay)
+                delay = min(delay * 2, 30.0)
             except Exception as e:
-                if attempt == self.retries:
+                attempt += 1
+                if attempt > self.retries:
                     from heimdall_cli.redact import scrub
 
                     self.errors.append(scrub(f"{what}: {e}").splitlines()[0])
                     break
                 time.sleep(delay)
-                delay *= 2
+                delay = min(delay * 2, 30.0)
         if job.cleanup and job.local is not None:
             shutil.rmtree(job.local.parent, ignore_errors=True)
 
