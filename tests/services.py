@@ -639,3 +639,52 @@ class MlflowServer:
 
     def __repr__(self) -> str:
         return f"MlflowServer({self.url!r}, running={self.running})"
+
+
+class PrivatePostgres:
+    """A PostgreSQL cluster of the test's own (initdb on a free port), which a test may stop and start.
+
+    The shared server on 5432 is never restarted by tests. initdb refuses to run as root,
+    so the cluster belongs to the ``postgres`` OS user.
+    """
+
+    def __init__(self) -> None:
+        import glob
+        import pwd
+
+        bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
+        if not bins:
+            raise RuntimeError("no PostgreSQL server binaries under /usr/lib/postgresql")
+        self.bin = Path(bins[-1])
+        # Not under pytest's tmp_path: the postgres user cannot enter root's 0700 folders.
+        self.folder = Path(tempfile.mkdtemp(prefix="heimdall-pg-"))
+        self.data = self.folder / "data"
+        self.port = free_port()
+        self.user = pwd.getpwnam("postgres")
+        os.chmod(self.folder, 0o755)
+        os.chown(self.folder, self.user.pw_uid, self.user.pw_gid)
+        self._as_postgres([str(self.bin / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres",
+                           "--no-sync"])
+
+    @property
+    def uri(self) -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _as_postgres(self, args: list[str]) -> None:
+        subprocess.run(["runuser", "-u", "postgres", "--", *args], check=True, capture_output=True, timeout=120)
+
+    def start(self) -> None:
+        self._as_postgres([str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.folder / "log.txt"),
+                           "-o", f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1", "-w", "start"])
+
+    def stop(self, mode: str = "fast") -> None:
+        self._as_postgres([str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop"])
+
+    def __enter__(self) -> PrivatePostgres:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with contextlib.suppress(Exception):
+            self.stop("immediate")
+        shutil.rmtree(self.folder, ignore_errors=True)

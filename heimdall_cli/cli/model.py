@@ -1,7 +1,353 @@
-"""``heimdall model …``: register, promote, roll back, list and export models."""
+"""``heimdall model …``: register, promote, roll back, list and export models.
+
+Stages map to aliases (Production -> ``production``, Staging -> ``staging``); consumers
+load ``models:/heimdall-localization@production``. Exit codes: 0 ok; 1 refused or
+failed (``--require`` unmet, failed source run, parity exceeded); 2 bad option
+(unknown stage, malformed ``--require``); 3 backend unreachable; 4 no such run, model,
+version or alias.
+"""
 
 from __future__ import annotations
 
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
 import typer
 
+from heimdall_cli.cli.options import ConfigOpt, ExperimentOpt, JsonOpt, ModelNameOpt, QuietOpt, TrackingUriOpt
+
+if TYPE_CHECKING:
+    from heimdall_cli.tracking.registry import Promotion
+
 app = typer.Typer(help="Register, promote, roll back, list and export models.", no_args_is_help=True)
+
+VersionOpt = Annotated[int | None, typer.Option("--version", "-V", min=1, help="Model version number.")]
+StageOpt = Annotated[str, typer.Option("--stage", "-s", help="Production, Staging or Archived.")]
+DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Print what would change; change nothing.")]
+WaitOpt = Annotated[
+    float | None,
+    typer.Option("--wait", min=0, help="Seconds to wait for the version to become READY "
+                 "(default: tracking.register_timeout_s, 300)."),
+]
+
+
+def _tracker(config: Any, tracking_uri: str | None, **dotted: Any) -> Any:
+    from heimdall_cli.cli.common import query_tracker, settings_for
+
+    return query_tracker(settings_for(config, tracking_uri, **dotted))
+
+
+def _output(json_out: bool, quiet: bool) -> Any:
+    from heimdall_cli.cli.output import Output
+
+    return Output(json_mode=json_out, quiet=quiet)
+
+
+@app.command("register")
+def register(
+    run_id: Annotated[str | None, typer.Option("--run-id", "-r", help="Register this run's logged model.")] = None,
+    best: Annotated[
+        str | None, typer.Option("--best", metavar="METRIC", help="Register the best run by METRIC, e.g. val/loss.")
+    ] = None,
+    mode: Annotated[str, typer.Option("--mode", help="With --best: min or max.")] = "min",
+    experiment: ExperimentOpt = None,
+    filter_string: Annotated[str | None, typer.Option("--filter", "-f", help="With --best: MLflow filter.")] = None,
+    status: Annotated[str, typer.Option("--status", help="With --best: only runs with this status.")] = "FINISHED",
+    name: ModelNameOpt = None,
+    description: Annotated[str | None, typer.Option("--description", "-d", help="Version description.")] = None,
+    tag: Annotated[list[str] | None, typer.Option("--tag", "-t", help="KEY=VALUE version tag, repeatable.")] = None,
+    wait: WaitOpt = None,
+    config: ConfigOpt = None,
+    tracking_uri: TrackingUriOpt = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Register a run's model as a new version (idempotent) and wait until it is READY.
+
+    Registering the same run again returns the existing version, so retried scripts
+    make no duplicates. Prints the version. --best considers FINISHED runs unless
+    --status says otherwise.
+
+    Examples:
+
+      V=$(heimdall model register --run-id "$RUN" -q)
+
+      heimdall model register --best val/loss --tag dataset=synthetic-v2 --description "nightly"
+
+      heimdall model register --run-id "$RUN" --name heimdall-localization-exp --json
+    """
+    from heimdall_cli.errors import ConfigError
+    from heimdall_cli.tracking import registry
+    from heimdall_cli.tracking.search import check_mode, check_status, find_best, validate_filter
+
+    if (run_id is None) == (best is None):
+        raise ConfigError("Give exactly one of --run-id and --best.",
+                          "Examples: --run-id 3f2a…  or  --best val/loss")
+    tags = _parse_tags(tag or [])
+    if best is not None:
+        check_mode(mode)
+        check_status(status)
+        validate_filter(filter_string)
+    elif filter_string or experiment:
+        raise ConfigError("--filter and --experiment select the run for --best; with --run-id drop them.")
+    tracker = _tracker(config, tracking_uri, **{"tracking.model_name": name, "tracking.experiment": experiment})
+    chosen = None
+    if best is not None:
+        chosen = find_best(tracker, best, mode, filter_string=filter_string, status=status)
+        run_id = chosen.run.run_id
+    done = registry.register(tracker, run_id=run_id, description=description, tags=tags, wait_s=wait)
+    v = done.version
+    data = {
+        "name": v.name, "version": v.version, "status": v.status, "created": done.created, "run_id": v.run_id,
+        "source": v.source, "model_uri": f"models:/{v.name}/{v.version}", "description": v.description,
+        "tags": v.tags, "aliases": v.aliases,
+        "best": None if chosen is None else {"metric": chosen.metric, "key": chosen.key, "value": chosen.value,
+                                             "source": chosen.source},
+    }
+
+    def human(console: Any) -> None:
+        what = "Registered" if done.created else "Already registered:"
+        console.print(f"{what} {v.name} version {v.version} ({v.status}) from run {v.run_id}")
+        console.print(f"Load it: models:/{v.name}/{v.version}")
+
+    _output(json_out, quiet).result(data, human=human, bare=str(v.version))
+
+
+@app.command("promote")
+def promote(
+    stage: StageOpt,
+    version: VersionOpt = None,
+    from_alias: Annotated[
+        str | None, typer.Option("--from-alias", help="Promote the version that holds this alias, e.g. staging.")
+    ] = None,
+    alias: Annotated[list[str] | None, typer.Option("--alias", "-a", help="Extra alias to point at the version, "
+                                                    "repeatable (with Archived: remove it).")] = None,
+    require: Annotated[
+        str | None, typer.Option("--require", help="Condition on the version's source run, MLflow filter syntax, "
+                                 "e.g. 'metrics.best/val_loss < 0.3'. Unmet: exit 1.")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Promote even if the source run FAILED or was KILLED.")]
+    = False,
+    dry_run: DryRunOpt = False,
+    name: ModelNameOpt = None,
+    config: ConfigOpt = None,
+    tracking_uri: TrackingUriOpt = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Move a stage's alias to a version and tag it (stage, promoted_at, promoted_by, previous_version).
+
+    Production -> alias production, Staging -> staging; Archived removes the
+    version's stage aliases. The deprecated registry stage is mirrored where the
+    backend still has it. Concurrent promotions of one model are serialised.
+
+    Examples:
+
+      heimdall model promote --version 3 --stage Production
+
+      heimdall model promote --from-alias staging --stage Production --require 'metrics.best/val_loss < 0.3'
+
+      heimdall model promote --version 2 --stage Archived --dry-run
+    """
+    from heimdall_cli.errors import ConfigError
+    from heimdall_cli.tracking import registry
+    from heimdall_cli.tracking.search import validate_filter
+
+    stage = registry.parse_stage(stage)
+    if (version is None) == (from_alias is None):
+        raise ConfigError("Give exactly one of --version and --from-alias.",
+                          "Example: heimdall model promote --version 3 --stage Production")
+    validate_filter(require, "--require")
+    tracker = _tracker(config, tracking_uri, **{"tracking.model_name": name})
+    plan = registry.promote(tracker, version=version, from_alias=from_alias, stage=stage, alias=alias,
+                            require=require, force=force, dry_run=dry_run)
+    _report(plan, json_out, quiet)
+
+
+@app.command("rollback")
+def rollback(
+    stage: StageOpt = "Production",
+    dry_run: DryRunOpt = False,
+    name: ModelNameOpt = None,
+    config: ConfigOpt = None,
+    tracking_uri: TrackingUriOpt = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Move a stage's alias back to the version recorded in the holder's previous_version tag.
+
+    Exit 4 when no version holds the stage or none was recorded before it.
+
+    Examples:
+
+      heimdall model rollback --stage Production
+
+      heimdall model rollback --dry-run --json
+    """
+    from heimdall_cli.tracking import registry
+
+    stage = registry.parse_stage(stage)
+    tracker = _tracker(config, tracking_uri, **{"tracking.model_name": name})
+    _report(registry.rollback(tracker, stage=stage, dry_run=dry_run), json_out, quiet)
+
+
+@app.command("list")
+def list_versions(
+    name: ModelNameOpt = None,
+    metric: Annotated[str, typer.Option("--metric", "-m", help="Show the source run's best/<metric>.")] = "val/loss",
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="At most this many versions.")] = 100,
+    config: ConfigOpt = None,
+    tracking_uri: TrackingUriOpt = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Versions (newest first) with aliases, stages, source run, best/val_loss and creation time.
+
+    Examples:
+
+      heimdall model list
+
+      heimdall model list --name heimdall-localization-onnx --json | jq '.aliases'
+    """
+    from heimdall_cli.cli.output import timestamp
+    from heimdall_cli.tracking import registry
+
+    tracker = _tracker(config, tracking_uri, **{"tracking.model_name": name})
+    rows = registry.list_versions(tracker, metric=metric, limit=limit)
+    model = tracker.settings.tracking.model_name
+    versions = []
+    for row in rows:
+        v = row.version
+        versions.append({
+            "version": v.version, "status": v.status, "aliases": v.aliases,
+            "stage": registry.derived_stage(v.aliases) if set(v.aliases) & set(registry.STAGE_ALIASES.values())
+            else v.tags.get("stage"), "legacy_stage": v.stage, "run_id": v.run_id, "run_status": row.run_status,
+            "source": v.source, "best": {row.metric: row.best}, "created": timestamp(v.created_ms),
+            "tags": dict(sorted(v.tags.items())), "description": v.description,
+        })
+    aliases = {a: item["version"] for item in versions for a in item["aliases"]}
+    data = {"name": model, "aliases": dict(sorted(aliases.items())), "versions": versions}
+
+    def human(console: Any) -> None:
+        from heimdall_cli.cli.output import table
+
+        key = rows[0].metric if rows else f"best/{metric}"
+        t = table(f"Versions of '{model}'", ["version", "aliases", "stage", "run", "run status", key,
+                                             "created (UTC)"],
+                  [(i["version"], ", ".join(i["aliases"]) or None, i["stage"], i["run_id"], i["run_status"],
+                    i["best"][key], (i["created"] or "")[:16].replace("T", " ") or None) for i in versions])
+        t.columns[3].no_wrap = True  # run ids are copied from here
+        console.print(t)
+
+    _output(json_out, quiet).result(data, human=human, bare=[str(i["version"]) for i in versions])
+
+
+@app.command("export")
+def export(
+    fmt: Annotated[str, typer.Option("--format", help="Export format: onnx.")] = "onnx",
+    version: VersionOpt = None,
+    alias: Annotated[str | None, typer.Option("--alias", "-a", help="Export the version holding this alias.")]
+    = None,
+    register_it: Annotated[
+        bool, typer.Option("--register", help="Also register it as a version of tracking.onnx_model_name "
+                           "(heimdall-localization-onnx).")
+    ] = False,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Also write the .onnx file here.",
+                                                dir_okay=False)] = None,
+    samples: Annotated[int, typer.Option("--samples", min=2, help="Samples in the parity check.")] = 64,
+    opset: Annotated[int, typer.Option("--opset", min=15, help="ONNX opset.")] = 17,
+    wait: WaitOpt = None,
+    name: ModelNameOpt = None,
+    config: ConfigOpt = None,
+    tracking_uri: TrackingUriOpt = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Export a version to ONNX (dynamic batch), check parity with onnxruntime, log it in the source run.
+
+    Input 'spectrograms' float32 [batch, 7, 32, 32] (raw log-mel dB); output 'prediction'
+    float32 [batch, 4] = lat_deg, lon_deg, sigma_east_m, sigma_north_m. Parity on real
+    samples: |onnx - torch| <= 1e-4 deg (lat/lon) and 1 m + 0.01 % (sigma), else exit 1
+    and nothing is logged. -q prints the registered ONNX version (with --register) or
+    the runs:/ URI of the logged ONNX model.
+
+    Examples:
+
+      heimdall model export --format onnx --alias production --register
+
+      heimdall model export --format onnx --version 3 --output heimdall.onnx --json
+    """
+    from heimdall_cli.errors import ConfigError
+    from heimdall_cli.tracking.onnx_export import export_onnx
+
+    if fmt.lower() != "onnx":
+        raise ConfigError(f"Format {fmt!r} is not supported. Supported formats: onnx.")
+    if (version is None) == (alias is None):
+        raise ConfigError("Give exactly one of --version and --alias.",
+                          "Example: heimdall model export --format onnx --alias production")
+    tracker = _tracker(config, tracking_uri, **{"tracking.model_name": name})
+    result = export_onnx(tracker, version=version, alias=alias, register=register_it, output=output,
+                         samples=samples, opset=opset, wait_s=wait)
+    data = asdict(result)
+    bare = str(result.registered["version"]) if result.registered else result.model_uri
+
+    def human(console: Any) -> None:
+        from heimdall_cli.cli.output import table
+
+        p = result.parity
+        rows = [("from", f"models:/{result.name}/{result.version} (run {result.run_id})"),
+                ("logged at", result.model_uri), ("size", f"{result.size_bytes / 1e6:.1f} MB"),
+                ("input", f"{result.input['name']} {result.input['dtype']} {result.input['shape']}"),
+                ("output", f"{result.output['name']} {result.output['dtype']} {result.output['shape']} = "
+                           + ", ".join(result.output["columns"])),
+                ("parity", f"ok on {result.samples_source}, batch sizes {p['batch_sizes']}"),
+                *[(f"max |Δ| {k}", v) for k, v in p["max_abs_diff"].items()]]
+        if result.registered:
+            rows.append(("registered", f"models:/{result.registered['name']}/{result.registered['version']}"))
+        if result.file:
+            rows.append(("file", result.file))
+        console.print(table("ONNX export", ["", "value"], rows))
+
+    _output(json_out, quiet).result(data, human=human, bare=bare)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _parse_tags(items: list[str]) -> dict[str, str]:
+    from heimdall_cli.errors import ConfigError
+
+    tags = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--tag {item!r} is not KEY=VALUE.", "Example: --tag dataset=synthetic-v2")
+        tags[key.strip()] = value
+    return tags
+
+
+def _report(plan: Promotion, json_out: bool, quiet: bool) -> None:
+    data = {**asdict(plan), "model_uri": f"models:/{plan.name}/{plan.version}"}
+
+    def human(console: Any) -> None:
+        verb = "Would" if plan.dry_run else "Did"
+        if plan.action == "rollback":
+            console.print(f"{verb} roll back {plan.stage} of '{plan.name}': version {plan.previous_version} -> "
+                          f"version {plan.version}")
+        else:
+            console.print(f"{verb} promote '{plan.name}' version {plan.version} to {plan.stage}"
+                          + (f" (previous holder: version {plan.previous_version})" if plan.previous_version else ""))
+        for a in plan.aliases_set:
+            console.print(f"  alias {a} -> version {plan.version}")
+        for a in plan.aliases_removed:
+            console.print(f"  alias {a} removed from version {plan.version}")
+        for other, stage in plan.demoted.items():
+            console.print(f"  version {other}: stage -> {stage}")
+        console.print("  tags: " + ", ".join(f"{k}={v}" for k, v in plan.tags.items()))
+        if plan.requirement:
+            console.print(f"  requirement {plan.requirement['condition']!r} met: {plan.requirement['values']}")
+        if plan.dry_run:
+            console.print("Dry run: nothing changed.")
+
+    _output(json_out, quiet).result(data, human=human, bare=str(plan.version))

@@ -33,7 +33,12 @@ def open_tracker(settings: Settings, *, patient: bool = False, probe: bool = Tru
     run queue and retry through an outage (see :mod:`heimdall_cli.tracking.outage`).
     """
     quiet_mlflow()
+    import logging
+
     import mlflow  # noqa: F401  (first: mlflow loads our S3 plugin while it initialises)
+
+    # MLflow logs every failed database call with a traceback; heimdall reports outages in one line.
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 
     from heimdall_cli.tracking import s3_repository
     from heimdall_cli.tracking.errors import translated

@@ -75,8 +75,12 @@ class RunWriter:
         """True once the run continues in the local spool."""
         return self.spool_run_id is not None
 
-    def call(self, action: str, fn: Callable[[MlflowClient, str], T]) -> T:
-        """Run ``fn(client, run_id)`` on the current destination; see the module docstring."""
+    def call(self, action: str, fn: Callable[[MlflowClient, str], T], *, proves_backend: bool = True) -> T:
+        """Run ``fn(client, run_id)`` on the current destination; see the module docstring.
+
+        ``proves_backend=False`` for artifact writes: MLflow caches a run's artifact location,
+        so an upload can succeed while the tracking store is down; it does not end an outage.
+        """
         with self._lock:
             if self.spool_client is not None and self.spool_run_id is not None:
                 return fn(self.spool_client, self.spool_run_id)
@@ -87,7 +91,7 @@ class RunWriter:
                 raise translate(e, action) from e
             return self._unreachable(action, fn, e)
         with self._lock:
-            if self.down_since is not None:
+            if self.down_since is not None and proves_backend:
                 down = time.monotonic() - self.down_since
                 self.down_since = None
                 self.on_event(f"tracking backend recovered after {down:.0f} s; sending the "

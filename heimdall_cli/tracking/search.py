@@ -2,10 +2,11 @@
 
 MLflow orders by a metric's *latest* value, so every heimdall run keeps a
 ``best/<metric>`` summary (e.g. ``best/val_loss``) up to date; "best run" orders
-by that (one query, ``max_results=1``). Runs logged by other tools, without the
-summary, are judged by their metric history: when no matching run has the summary
-(bounded to the first 1,000 candidates), or when a run's *latest* value already
-beats the summary winner's best.
+by that (one query, ``max_results=1``). The summaries are minima, so ``--mode max``
+reads the metric history instead. Runs logged by other tools, without the summary,
+are judged by their metric history: when no matching run has the summary (bounded
+to the first 1,000 candidates), or when a run's *latest* value already beats the
+summary winner's best (one more query, in the backend).
 
 MLflow's filter grammar has ``and`` but no ``or`` and no parentheses; filters are
 joined with plain ``and``.
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
 Mode = Literal["min", "max"]
 RUN_STATUSES = ("RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED")
 _FALLBACK_LIMIT = 1000
+#: heimdall's ``best/…`` summaries hold minima (losses, errors in metres); ``--mode max`` uses the history.
+SUMMARY_MODE = "min"
 _PRESENT = "> -1e308"  # "the run has this metric" (MLflow has no IS NOT NULL)
 # metrics.val/loss -> metrics.`val/loss` (MLflow's parser needs backticks around such keys)
 _UNQUOTED_KEY = re.compile(r"\b(metrics|params|tags|metric|param|tag)\.(?!`|\")([A-Za-z0-9_\-./:]+)")
@@ -119,7 +122,8 @@ def search_runs(
 ) -> list[RunRecord]:
     """Runs of an experiment matching a filter, ordered by the backend."""
     experiment_id = tracker.find_experiment(experiment)
-    where = _combine(validate_filter(filter_string), f"attributes.status = '{check_status(status)}'" if status else None)
+    status_clause = f"attributes.status = '{check_status(status)}'" if status else None
+    where = _combine(validate_filter(filter_string), status_clause)
     order = validate_order_by(order_by) or ["attributes.start_time DESC"]
     with translated("Searching runs"):
         try:
@@ -162,21 +166,24 @@ def find_best(
     summary = best_key(metric)
     direction = "ASC" if mode == "min" else "DESC"
     user_filter = validate_filter(filter_string)
-    runs = search_runs(
-        tracker,
-        experiment=experiment,
-        filter_string=_combine(user_filter, f"metrics.`{summary}` {_PRESENT}"),
-        status=status,
-        order_by=[f"metrics.`{summary}` {direction}", "attributes.start_time DESC"],
-        max_results=1,
-    )
+    runs: list[RunRecord] = []
+    if mode == SUMMARY_MODE:
+        # MLflow sorts runs without the metric (and NaN) last in either direction, so the
+        # first run has the summary unless no run has it; a presence filter would cost a join.
+        runs = search_runs(
+            tracker,
+            experiment=experiment,
+            filter_string=user_filter,
+            status=status,
+            order_by=[f"metrics.`{summary}` {direction}", "attributes.start_time DESC"],
+            max_results=1,
+        )
+        runs = [r for r in runs if summary in r.metrics]
     if not runs:
         candidates = search_runs(tracker, experiment=experiment,
                                  filter_string=_combine(user_filter, f"metrics.`{metric}` {_PRESENT}"),
                                  status=status, max_results=_FALLBACK_LIMIT)
-        if not candidates:
-            _raise_no_match(tracker, metric, experiment, filter_string, status)
-        best = _best_from_history(tracker, metric, mode, candidates)
+        best = _best_from_history(tracker, metric, mode, candidates) if candidates else None
         if best is None:
             _raise_no_match(tracker, metric, experiment, filter_string, status)
         return best  # type: ignore[return-value]
@@ -191,7 +198,8 @@ def find_best(
         order_by=[f"metrics.`{metric}` {direction}"],
     ) if summary not in r.metrics]
     challenger = _best_from_history(tracker, metric, mode, challengers) if challengers else None
-    if challenger is not None and (challenger.value < winner.value if mode == "min" else challenger.value > winner.value):
+    if challenger is not None and (challenger.value > winner.value) == (mode == "max") \
+            and challenger.value != winner.value:
         return challenger
     return winner
 
@@ -213,8 +221,9 @@ def _best_from_history(tracker: Tracker, metric: str, mode: str, candidates: lis
         return None
     value, run = pick(scored, key=lambda t: t[0])
     summary = best_key(metric)
-    run.metrics[summary] = value
-    run.tags.setdefault("heimdall.best_source", f"history ({summary} missing)")
+    if summary not in run.metrics:  # a real summary (a minimum) stays as logged
+        run.metrics[summary] = value
+        run.tags.setdefault("heimdall.best_source", f"history ({summary} missing)")
     return BestRun(run, metric, mode, summary, value, "history")
 
 

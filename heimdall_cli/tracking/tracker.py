@@ -208,11 +208,12 @@ class Tracker:
         """True when the active run continues in the local spool (the backend stayed down too long)."""
         return self._writer is not None and self._writer.diverted
 
-    def _write(self, action: str, fn: Callable[[MlflowClient, str], Any], run_id: str | None = None) -> Any:
+    def _write(self, action: str, fn: Callable[[MlflowClient, str], Any], run_id: str | None = None, *,
+               artifact: bool = False) -> Any:
         """A write to a run: through the outage-tolerant writer for the active run, else direct."""
         run_id = self._require_run(run_id)
         if self._writer is not None and run_id == self.run_id:
-            return self._writer.call(action, fn)
+            return self._writer.call(action, fn, proves_backend=not artifact)
         with translated(action):
             return fn(self.client, run_id)
 
@@ -222,6 +223,8 @@ class Tracker:
         if status not in RUN_STATUSES:
             raise ConfigError(f"Run status {status!r} is not one of {', '.join(RUN_STATUSES)}.")
         run_id = self._require_run()
+        if status == "KILLED" and self._writer is not None and self._writer.down_since is not None:
+            self._writer.divert()  # stopping on a signal: no time to wait out an outage; spool the rest
         try:
             self._drain()
         finally:
@@ -341,18 +344,23 @@ class Tracker:
         path = Path(local_path)
         if not path.exists():
             raise NotFound(f"Artifact {path} does not exist.")
-        if path.is_dir():
-            self._write(f"Uploading {path.name}", lambda c, r: c.log_artifacts(r, str(path), artifact_path))
-        else:
-            self._write(f"Uploading {path.name}", lambda c, r: c.log_artifact(r, str(path), artifact_path))
+        def upload(client: MlflowClient, run: str) -> None:
+            if path.is_dir():
+                client.log_artifacts(run, str(path), artifact_path)
+            else:
+                client.log_artifact(run, str(path), artifact_path)
+
+        self._write(f"Uploading {path.name}", upload, artifact=True)
 
     def log_artifacts(self, local_dir: str | Path, artifact_path: str | None = None) -> None:
         """Upload the contents of a directory."""
-        self._write(f"Uploading {local_dir}", lambda c, r: c.log_artifacts(r, str(local_dir), artifact_path))
+        self._write(f"Uploading {local_dir}", lambda c, r: c.log_artifacts(r, str(local_dir), artifact_path),
+                    artifact=True)
 
     def log_text(self, text: str, artifact_file: str, run_id: str | None = None) -> None:
         """Write ``text`` to the artifact ``artifact_file``."""
-        self._write(f"Uploading {artifact_file}", lambda c, r: c.log_text(r, text, artifact_file), run_id)
+        self._write(f"Uploading {artifact_file}", lambda c, r: c.log_text(r, text, artifact_file), run_id,
+                    artifact=True)
 
     def delete_artifact(self, artifact_path: str, run_id: str | None = None) -> None:
         """Delete an artifact file or folder of a run (e.g. an evicted checkpoint)."""
@@ -365,7 +373,7 @@ class Tracker:
             with contextlib.suppress(FileNotFoundError):  # e.g. a run diverted to the spool never had it
                 repo.delete_artifacts(artifact_path)
 
-        self._write(f"Deleting artifact {artifact_path}", delete, run_id)
+        self._write(f"Deleting artifact {artifact_path}", delete, run_id, artifact=True)
 
     def list_artifacts(self, path: str | None = None, run_id: str | None = None) -> list[tuple[str, int | None]]:
         """Every artifact file under ``path`` as (path, size in bytes), recursively."""
@@ -389,7 +397,7 @@ class Tracker:
 
     def log_dict(self, data: Any, artifact_file: str) -> None:
         """Write ``data`` as JSON or YAML (by extension) to an artifact."""
-        self._write(f"Uploading {artifact_file}", lambda c, r: c.log_dict(r, data, artifact_file))
+        self._write(f"Uploading {artifact_file}", lambda c, r: c.log_dict(r, data, artifact_file), artifact=True)
 
     def log_dataset(self, name: str, digest: str, source: str, *, context: str = "training",
                     profile: Mapping[str, Any] | None = None) -> None:

@@ -206,3 +206,42 @@ def test_long_outage_diverts_to_the_spool_and_sync_merges_it_back(make_mlflow_se
     assert {k: counts.get(k) for k in expected} == expected
     assert c.get_run(summary["run_id"]).info.status == "FINISHED"
     assert "model/MLmodel" in [a.path for a in c.list_artifacts(summary["run_id"], "model")]
+
+
+def test_postgres_restarted_mid_training_loses_nothing(tmp_path):
+    from tests.services import PrivatePostgres
+
+    with PrivatePostgres() as pg:
+        env = {"MLFLOW_TRACKING_URI": pg.uri, "HEIMDALL_STORAGE__ARTIFACT_ROOT": str(tmp_path / "artifacts"),
+               "HEIMDALL_TRACKING__EXPERIMENT": "pg-restart", "HEIMDALL_TRACKING__FLUSH_INTERVAL_S": "0.2"}
+        err_path = tmp_path / "stderr.txt"
+        args = [HEIMDALL, "train", *TINY, "--epochs", "3", "--json", "--progress", "plain",
+                "training.progress_interval_s=0.2"]
+        work = tmp_path / "work"
+        work.mkdir()
+        with open(err_path, "w") as err:
+            proc = subprocess.Popen(args, env={**os.environ, **env}, cwd=work, stdout=subprocess.PIPE, stderr=err,
+                                    text=True)
+            deadline = time.monotonic() + 240
+            while time.monotonic() < deadline and proc.poll() is None:
+                steps = [int(s) for s in re.findall(r" step (\d+) ", err_path.read_text())]
+                if steps and max(steps) >= 5:
+                    break
+                time.sleep(0.1)
+            pg.stop()
+            time.sleep(20)
+            pg.start()
+            stdout, _ = proc.communicate(timeout=600)
+        stderr = err_path.read_text()
+        (tmp_path.parent / "pg_restart_stderr.txt").write_text(stderr)
+        assert proc.returncode == 0, stderr[-3000:]
+        assert stderr.count("tracking backend unreachable") == 1, stderr[-3000:]
+        assert stderr.count("tracking backend recovered") == 1
+        import json
+
+        summary = json.loads(stdout)
+        c = _client(pg.uri)
+        assert c.get_run(summary["run_id"]).info.status == "FINISHED"
+        counts = _counts(c, summary["run_id"])
+        expected = _expected_counts(summary["steps"], summary["epochs"])
+        assert {k: counts.get(k) for k in expected} == expected

@@ -1,0 +1,224 @@
+"""``model export --format onnx``: ONNX next to the registered torch model, checked for parity.
+
+Steps: resolve the version, download its ``mlflow.pytorch`` model, export it
+(:mod:`heimdall_cli.training.onnx`), compare onnxruntime with torch on real samples
+(regenerated from the source run's synthetic-world params; the model's input example
+when that is not possible), then save an ``mlflow.onnx`` model into the source run at
+``onnx/`` and, with ``register``, add it as a version of ``tracking.onnx_model_name``.
+Nothing is logged when parity fails.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from heimdall_cli.errors import ConfigError, NotFound, WorkFailed
+from heimdall_cli.tracking.errors import translated
+
+if TYPE_CHECKING:
+    from heimdall_cli.tracking.registry import VersionRecord
+    from heimdall_cli.tracking.tracker import RunRecord, Tracker
+
+ARTIFACT_PATH = "onnx"
+DEFAULT_COLUMNS = ("lat_deg", "lon_deg", "sigma_east_m", "sigma_north_m")
+
+
+@dataclass
+class OnnxExport:
+    """What ``model export`` produced (``--json``)."""
+
+    name: str
+    version: int
+    run_id: str
+    format: str
+    model_uri: str  # runs:/RUN_ID/onnx
+    opset: int
+    input: dict[str, Any]
+    output: dict[str, Any]
+    samples_source: str
+    parity: dict[str, Any]
+    registered: dict[str, Any] | None = None
+    file: str | None = None
+    size_bytes: int = 0
+
+
+def export_onnx(
+    tracker: Tracker,
+    *,
+    model_name: str | None = None,
+    version: int | None = None,
+    alias: str | None = None,
+    register: bool = False,
+    output: Path | None = None,
+    samples: int = 64,
+    opset: int = 17,
+    wait_s: float | None = None,
+) -> OnnxExport:
+    """Export a registered version to ONNX; see the module docstring."""
+    import mlflow.pytorch
+
+    from heimdall_cli.tracking import registry
+    from heimdall_cli.tracking.search import get_run
+    from heimdall_cli.training import onnx as onnx_export
+
+    if samples < 2:
+        raise ConfigError(f"--samples {samples} is too small.", "Use at least 2 samples for the parity check.")
+    if opset < 15:
+        raise ConfigError(f"--opset {opset} is too old.", "Use opset 15 or newer.")
+    name = model_name or tracker.settings.tracking.model_name
+    record = registry.resolve_version(tracker, name, version=version, alias=alias)
+    if not record.run_id:
+        raise NotFound(f"Version {record.version} of '{name}' has no source run to export from and log into.")
+    run = get_run(tracker, record.run_id)
+    with tempfile.TemporaryDirectory(prefix="heimdall-onnx-") as tmp:
+        local = _download_model(tracker, run, record, Path(tmp) / "torch")
+        meta = _read_mlmodel(local)
+        if "pytorch" not in meta.get("flavors", {}):
+            raise WorkFailed(f"Version {record.version} of '{name}' is not an mlflow.pytorch model.",
+                             "Export the torch model's registry entry, not the ONNX one.")
+        with translated(f"Loading {name} version {record.version}"):
+            module = mlflow.pytorch.load_model(str(local), map_location="cpu")
+        shape = _input_shape(meta)
+        batch, source = _samples(run, local, shape, samples)
+        columns = list(meta.get("metadata", {}).get("outputs") or DEFAULT_COLUMNS)
+        try:
+            model = onnx_export.to_onnx(module, batch, opset=opset)
+        except Exception as e:
+            raise WorkFailed(f"ONNX export of {name} version {record.version} failed: "
+                             f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}") from e
+        parity = onnx_export.check_parity(module, model, batch, columns)
+        parity_json = {**parity.__dict__}
+        if not parity.ok:
+            raise WorkFailed(
+                f"ONNX parity check failed for {name} version {record.version}: max |onnx - torch| "
+                + ", ".join(f"{k} {v:.3g}" for k, v in parity.max_abs_diff.items())
+                + f"; worst {json.dumps(parity.worst)}.",
+                "Nothing was logged. Tolerances: lat/lon 1e-4 deg; sigma 1 m + 0.01 %.",
+            )
+        result = OnnxExport(
+            name=name, version=record.version, run_id=run.run_id, format="onnx",
+            model_uri=f"runs:/{run.run_id}/{ARTIFACT_PATH}", opset=opset,
+            input={"name": onnx_export.INPUT_NAME, "dtype": "float32", "shape": ["batch", *shape[1:]]},
+            output={"name": onnx_export.OUTPUT_NAME, "dtype": "float32", "shape": ["batch", len(columns)],
+                    "columns": columns},
+            samples_source=source, parity=parity_json, size_bytes=model.ByteSize(),
+        )
+        _log_onnx(tracker, run.run_id, model, batch, meta, result, Path(tmp) / "onnx")
+        if output is not None:
+            output.parent.mkdir(parents=True, exist_ok=True)
+            output.write_bytes(model.SerializeToString())
+            result.file = str(output)
+    if register:
+        registration = registry.register(
+            tracker, model_name=tracker.settings.tracking.onnx_model_name, model_uri=result.model_uri,
+            description=f"ONNX export of {name} version {record.version}",
+            tags={"source_model": name, "source_version": str(record.version), "format": "onnx"}, wait_s=wait_s,
+        )
+        result.registered = {"name": registration.version.name, "version": registration.version.version,
+                             "created": registration.created}
+    return result
+
+
+def _download_model(tracker: Tracker, run: RunRecord, record: VersionRecord, dst: Path) -> Path:
+    root = run.artifact_uri.rstrip("/") + "/"
+    if not record.source.startswith(root):
+        raise WorkFailed(f"Version {record.version} source {record.source} is not inside its run's artifacts.",
+                         "Register models with heimdall model register.")
+    path = record.source[len(root):].strip("/")
+    dst.mkdir(parents=True, exist_ok=True)
+    return tracker.download_artifacts(path, dst, run_id=run.run_id)
+
+
+def _read_mlmodel(local: Path) -> dict[str, Any]:
+    import yaml
+
+    try:
+        return yaml.safe_load((local / "MLmodel").read_text()) or {}
+    except OSError as e:
+        raise NotFound(f"The model at {local} has no MLmodel file.") from e
+
+
+def _input_shape(meta: dict[str, Any]) -> list[int]:
+    try:
+        inputs = json.loads(meta["signature"]["inputs"])
+        return [int(d) for d in inputs[0]["tensor-spec"]["shape"]]
+    except (KeyError, IndexError, TypeError, ValueError):
+        return [-1, 7, 32, 32]
+
+
+def _samples(run: RunRecord, local: Path, shape: list[int], n: int) -> tuple[np.ndarray, str]:
+    """Real samples: the run's synthetic world regenerated; else the model's input example."""
+    from heimdall_cli.data.synth import generate
+    from heimdall_cli.settings import WorldSettings
+
+    params = run.params
+    try:
+        world = WorldSettings.model_validate({
+            k.removeprefix("data.world."): json.loads(v) if v.startswith("[") else v
+            for k, v in params.items() if k.startswith("data.world.")
+        })
+        seed = int(params.get("data.seed", "0"))
+        batch = generate(n, seed, world).spectrograms
+        if list(batch.shape[1:]) == shape[1:]:
+            return batch, f"{n} samples of the run's synthetic world (data.seed {seed})"
+    except Exception:  # not a synthetic-world run, or params from another tool
+        pass
+    example = _input_example(local)
+    if example is None or list(example.shape[1:]) != shape[1:]:
+        raise WorkFailed("No samples for the parity check: the run's world cannot be regenerated and the model "
+                         "has no usable input example.")
+    reps = int(np.ceil(n / len(example)))
+    return np.concatenate([example] * reps)[:n], f"the model's input example ({len(example)} samples, tiled)"
+
+
+def _input_example(local: Path) -> np.ndarray | None:
+    path = local / "input_example.json"
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text())
+    if isinstance(data, dict):
+        data = data.get("inputs", data.get("instances", data))
+    try:
+        return np.asarray(data, dtype=np.float32)
+    except (TypeError, ValueError):
+        return None
+
+
+def _log_onnx(tracker: Tracker, run_id: str, model: Any, batch: np.ndarray, meta: dict[str, Any],
+              result: OnnxExport, local: Path) -> None:
+    import mlflow.onnx
+    from mlflow.models import infer_signature
+
+    from heimdall_cli.training.onnx import INPUT_NAME, OUTPUT_NAME
+
+    example = batch[:2]
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    prediction = session.run([OUTPUT_NAME], {INPUT_NAME: example})[0]
+    metadata = {**meta.get("metadata", {}), "onnx_input": INPUT_NAME, "onnx_output": OUTPUT_NAME,
+                "exported_from": f"models:/{result.name}/{result.version}",
+                "parity_max_abs_diff": result.parity["max_abs_diff"]}
+    if local.exists():
+        shutil.rmtree(local)
+    with translated("Saving the ONNX model"):
+        mlflow.onnx.save_model(
+            model, str(local), signature=infer_signature(example, prediction), input_example=example,
+            pip_requirements=_requirements(), metadata=metadata, save_as_external_data=False,
+        )
+    with translated(f"Uploading the ONNX model to run {run_id}"):
+        tracker.client.log_artifacts(run_id, str(local), ARTIFACT_PATH)
+
+
+def _requirements() -> list[str]:
+    from importlib.metadata import version
+
+    return [f"mlflow=={version('mlflow')}", f"onnx=={version('onnx')}", f"onnxruntime=={version('onnxruntime')}",
+            f"numpy=={version('numpy')}"]

@@ -1,0 +1,71 @@
+"""Ten ``heimdall model promote`` processes at once against PostgreSQL.
+
+Each process promotes a different version of one model to Production. Guarantee
+(docs/runs_and_models.md): promotions of one model are serialised by a PostgreSQL
+advisory lock, so afterwards exactly one version holds ``production``, its tags say
+Production, every other version says Archived, and the ``previous_version`` tags form
+one chain through all ten versions in the order the promotions really happened.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+import pytest
+
+from tests.cli.conftest import HEIMDALL, clone_model_run, subprocess_env
+
+N = 10
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_ten_concurrent_promotions_leave_one_consistent_holder(pg_world):
+    from heimdall_cli.tracking import registry
+
+    tracker = pg_world.tracker()
+    versions = []
+    for i in range(N):
+        run_id = clone_model_run(tracker, pg_world, f"concurrent-{i}", best=0.5 + i / 100)
+        versions.append(registry.register(tracker, run_id=run_id).version.version)
+    assert versions == list(range(1, N + 1))
+
+    env = subprocess_env(pg_world)
+    started = time.monotonic()
+    procs = [subprocess.Popen([HEIMDALL, "model", "promote", "--version", str(v), "--stage", "Production", "-q"],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for v in versions]
+    outputs = [p.communicate(timeout=240) for p in procs]
+    elapsed = time.monotonic() - started
+    for v, p, (out, err) in zip(versions, procs, outputs, strict=True):
+        assert p.returncode == 0, f"version {v}: rc {p.returncode}\n{err}"
+        assert out == f"{v}\n"
+    print(f"{N} concurrent promotes finished in {elapsed:.1f} s")
+
+    name = pg_world.env["HEIMDALL_TRACKING__MODEL_NAME"]
+    aliases = registry.model_aliases(tracker, name)
+    holder = aliases["production"]
+    records = {v: registry.get_version(tracker, name, v) for v in versions}
+    # Exactly one version per alias; the holder's tags say Production, everyone else's Archived.
+    assert [v for v, r in records.items() if "production" in r.aliases] == [holder]
+    assert {v: r.tags["stage"] for v, r in records.items()} == {
+        v: "Production" if v == holder else "Archived" for v in versions}
+    # The deprecated stages agree (where the backend still has them).
+    stages = {v: r.stage for v, r in records.items()}
+    assert [v for v, s in stages.items() if s == "Production"] == [holder]
+    # previous_version: one chain from the holder back through every version to the first promotion.
+    chain, v = [], holder
+    while v:
+        chain.append(v)
+        previous = records[v].tags["previous_version.production"]
+        assert records[v].tags["previous_version"] == previous
+        v = int(previous) if previous else 0
+    assert sorted(chain) == versions, chain
+    stamps = [records[v].tags["promoted_at"] for v in reversed(chain)]
+    assert stamps == sorted(stamps)
+
+    # Rolling back walks the same chain.
+    back = subprocess.run([HEIMDALL, "model", "rollback", "--stage", "Production", "-q"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert back.returncode == 0 and back.stdout == f"{chain[1]}\n", back.stderr
