@@ -93,6 +93,18 @@ class TrackingSettings(_Section):
                 data.setdefault("password", password)
         return data
 
+    @field_validator("uri")
+    @classmethod
+    def _check_uri(cls, value: str) -> str:
+        try:
+            parts = urlsplit(value)
+            _ = parts.port  # raises on a malformed port
+        except ValueError as e:
+            raise ValueError(f"not a valid URI ({e})") from None
+        if not parts.scheme:
+            raise ValueError("needs a scheme: sqlite:///FILE, postgresql+psycopg://…, http(s)://…")
+        return value
+
     @property
     def backend(self) -> Literal["sqlite", "postgresql", "http", "other"]:
         """The kind of tracking backend the URI names."""
@@ -325,7 +337,16 @@ def read_config_file(path: Path) -> dict[str, Any]:
             raise ConfigError(f"{where}: invalid YAML: {problem}") from e
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections, not {type(data).__name__}")
+    _check_keys(data, path)
     return data
+
+
+def _check_keys(data: dict[Any, Any], path: Path, prefix: str = "") -> None:
+    for key, value in data.items():
+        if not isinstance(key, str):
+            raise ConfigError(f"{path}: key {prefix}{key!r} is not a name (a {type(key).__name__}).")
+        if isinstance(value, dict):
+            _check_keys(value, path, f"{prefix}{key}.")
 
 
 # --------------------------------------------------------------------------- resolution
