@@ -186,6 +186,10 @@ class TrainingSettings(_Section):
     output_dir: Path = Field(Path("outputs"), description="Checkpoints and local outputs go here.")
     run_name: str | None = Field(None, description="MLflow run name (default: generated).")
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes.")
+    cpu_threads: int = Field(
+        0, ge=0, description="torch threads when training on the CPU (0: torch's default). On a shared or "
+        "small machine 1 avoids threads spinning against each other.",
+    )
     progress: Literal["auto", "rich", "plain", "none"] = Field(
         "auto", description="Progress display: auto (rich on a terminal, plain otherwise), rich, plain, none."
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -89,6 +90,7 @@ def train(
         _dry_run(resolved, json_out)
         return
 
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle OpenMP threads sleep instead of spinning
     from heimdall_cli.training.fit import fit, is_global_zero
     from heimdall_cli.training.progress import make_view
 

@@ -90,6 +90,10 @@ def prepare(settings: Settings, *, resume_run_id: str | None = None, view: Progr
         probe_tracking(settings.tracking, settings.tracking.query_timeout_s)  # a dead backend: exit 3 in seconds
     view = view or NoView()
     L.seed_everything(t.seed, workers=True, verbose=False)
+    if t.cpu_threads:
+        import torch
+
+        torch.set_num_threads(t.cpu_threads)
     model = build_model(settings)  # before the data: missing weights fail in seconds
     splits = build_splits(settings.data, settings.storage)
 
