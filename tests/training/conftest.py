@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,3 +68,26 @@ def shown_points(stderr: str) -> set[tuple[str, int, str]]:
 def module_dir(tmp_path_factory) -> Path:
     """A folder shared by the tests of one module (trainings are expensive)."""
     return tmp_path_factory.mktemp("train")
+
+
+def train_with_fault(args: list[str], env: dict[str, str], cwd: Path, fault, *, at_step: int = 5,
+                     timeout: float = 600) -> Result:
+    """Run `heimdall train ARGS` with plain progress; call ``fault(proc)`` once step ``at_step`` is shown.
+
+    The fault (kill a server, stop PostgreSQL, send SIGTERM…) runs while training goes on;
+    then the process is waited for.
+    """
+    err_path = cwd / "train-stderr.txt"
+    command = [HEIMDALL, "train", *args, "--progress", "plain", "training.progress_interval_s=0.1"]
+    with open(err_path, "w") as err:
+        proc = subprocess.Popen(command, env={**os.environ, **env}, cwd=cwd, stdout=subprocess.PIPE, stderr=err,
+                                text=True)
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and proc.poll() is None:
+            steps = [int(s) for s in re.findall(r" step (\d+) ", err_path.read_text())]
+            if steps and max(steps) >= at_step:
+                break
+            time.sleep(0.1)
+        fault(proc)
+        stdout, _ = proc.communicate(timeout=timeout)
+    return Result(proc.returncode, stdout, err_path.read_text())

@@ -4,14 +4,13 @@ and a sync interrupted halfway. Real processes, real faults."""
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.training.conftest import HEIMDALL, TINY, history, run_heimdall
+from tests.training.conftest import HEIMDALL, TINY, history, run_heimdall, train_with_fault
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -43,31 +42,17 @@ def test_server_killed_mid_training_and_restarted_20s_later_loses_nothing(make_m
     server = make_mlflow_server()
     env = {"MLFLOW_TRACKING_URI": server.url, "HEIMDALL_TRACKING__EXPERIMENT": "outage",
            "HEIMDALL_TRACKING__FLUSH_INTERVAL_S": "0.2"}
-    err_path = tmp_path / "stderr.txt"
-    args = [HEIMDALL, "train", *TINY, "--epochs", "3", "--json", "--progress", "plain",
-            "training.progress_interval_s=0.2"]
-    with open(err_path, "w") as err:
-        proc = subprocess.Popen(args, env={**os.environ, **env}, cwd=tmp_path, stdout=subprocess.PIPE, stderr=err,
-                                text=True)
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline and proc.poll() is None:
-            steps = [int(s) for s in re.findall(r" step (\d+) ", err_path.read_text())]
-            if steps and max(steps) >= 5:
-                break
-            time.sleep(0.1)
+    def outage(proc):
         server.kill()
-        killed_at = time.monotonic()
         time.sleep(20)
         server.start()
-        stdout, _ = proc.communicate(timeout=600)
-    stderr = err_path.read_text()
-    assert proc.returncode == 0, stderr[-3000:]
-    assert time.monotonic() - killed_at >= 20
+
+    result = train_with_fault([*TINY, "--epochs", "3", "--json"], env, tmp_path, outage)
+    stderr = result.stderr
+    assert result.returncode == 0, stderr[-3000:]
     assert stderr.count("tracking backend unreachable") == 1, stderr[-3000:]
     assert stderr.count("tracking backend recovered") == 1
-    import json
-
-    summary = json.loads(stdout)
+    summary = result.json()
     c = _client(server.url)
     assert c.get_run(summary["run_id"]).info.status == "FINISHED"
     counts = _counts(c, summary["run_id"])
@@ -174,26 +159,10 @@ def test_long_outage_diverts_to_the_spool_and_sync_merges_it_back(make_mlflow_se
     server = make_mlflow_server()
     env = {"MLFLOW_TRACKING_URI": server.url, "HEIMDALL_TRACKING__EXPERIMENT": "diverted",
            "HEIMDALL_TRACKING__OUTAGE_BOUND_S": "3", "HEIMDALL_TRACKING__FLUSH_INTERVAL_S": "0.2"}
-    err_path = tmp_path / "stderr.txt"
-    args = [HEIMDALL, "train", *TINY, "--epochs", "2", "--json", "--progress", "plain",
-            "training.progress_interval_s=0.2"]
-    with open(err_path, "w") as err:
-        proc = subprocess.Popen(args, env={**os.environ, **env}, cwd=tmp_path, stdout=subprocess.PIPE, stderr=err,
-                                text=True)
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline and proc.poll() is None:
-            steps = [int(s) for s in re.findall(r" step (\d+) ", err_path.read_text())]
-            if steps and max(steps) >= 5:
-                break
-            time.sleep(0.1)
-        server.kill()
-        stdout, _ = proc.communicate(timeout=600)
-    stderr = err_path.read_text()
-    assert proc.returncode == 0, stderr[-3000:]
-    assert "continues in the local spool" in stderr
-    import json
-
-    summary = json.loads(stdout)
+    result = train_with_fault([*TINY, "--epochs", "2", "--json"], env, tmp_path, lambda proc: server.kill())
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "continues in the local spool" in result.stderr
+    summary = result.json()
     assert summary["spool"] and Path(tmp_path / summary["spool"]).is_dir()
     server.start()
     synced = run_heimdall(["runs", "sync", summary["spool"], "--json"], env, tmp_path)
@@ -214,32 +183,18 @@ def test_postgres_restarted_mid_training_loses_nothing(tmp_path):
     with PrivatePostgres() as pg:
         env = {"MLFLOW_TRACKING_URI": pg.uri, "HEIMDALL_STORAGE__ARTIFACT_ROOT": str(tmp_path / "artifacts"),
                "HEIMDALL_TRACKING__EXPERIMENT": "pg-restart", "HEIMDALL_TRACKING__FLUSH_INTERVAL_S": "0.2"}
-        err_path = tmp_path / "stderr.txt"
-        args = [HEIMDALL, "train", *TINY, "--epochs", "3", "--json", "--progress", "plain",
-                "training.progress_interval_s=0.2"]
-        work = tmp_path / "work"
-        work.mkdir()
-        with open(err_path, "w") as err:
-            proc = subprocess.Popen(args, env={**os.environ, **env}, cwd=work, stdout=subprocess.PIPE, stderr=err,
-                                    text=True)
-            deadline = time.monotonic() + 240
-            while time.monotonic() < deadline and proc.poll() is None:
-                steps = [int(s) for s in re.findall(r" step (\d+) ", err_path.read_text())]
-                if steps and max(steps) >= 5:
-                    break
-                time.sleep(0.1)
+
+        def restart(proc):
             pg.stop()
             time.sleep(20)
             pg.start()
-            stdout, _ = proc.communicate(timeout=600)
-        stderr = err_path.read_text()
-        (tmp_path.parent / "pg_restart_stderr.txt").write_text(stderr)
-        assert proc.returncode == 0, stderr[-3000:]
+
+        result = train_with_fault([*TINY, "--epochs", "3", "--json"], env, tmp_path, restart)
+        stderr = result.stderr
+        assert result.returncode == 0, stderr[-3000:]
         assert stderr.count("tracking backend unreachable") == 1, stderr[-3000:]
         assert stderr.count("tracking backend recovered") == 1
-        import json
-
-        summary = json.loads(stdout)
+        summary = result.json()
         c = _client(pg.uri)
         assert c.get_run(summary["run_id"]).info.status == "FINISHED"
         counts = _counts(c, summary["run_id"])

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import signal
-import subprocess
-import time
 
 import pytest
 
-from tests.training.conftest import HEIMDALL, TINY, client, history, local_env, run_heimdall
+from tests.training.conftest import TINY, client, history, local_env, run_heimdall, train_with_fault
 
 pytestmark = pytest.mark.slow
 
@@ -27,23 +24,11 @@ def _keys_without_duplicates(c, run_id: str) -> dict[str, list[int]]:
 
 def test_sigterm_saves_a_checkpoint_marks_killed_and_resume_finishes_without_duplicates(tmp_path):
     env = local_env(tmp_path)
-    args = [HEIMDALL, "train", *TINY, "--epochs", "3", "--progress", "plain", "training.progress_interval_s=0.1",
-            "--json"]
-    err_path = tmp_path / "stderr.txt"
-    with open(err_path, "w") as err:
-        proc = subprocess.Popen(args, env={**os.environ, **env}, cwd=tmp_path, stdout=subprocess.PIPE,
-                                stderr=err, text=True)
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline and proc.poll() is None:
-            steps = [int(s) for s in re.findall(r" step (\d+) ", err_path.read_text())]
-            if steps and max(steps) >= 20:  # inside the second epoch (15 batches per epoch)
-                break
-            time.sleep(0.1)
-        proc.send_signal(signal.SIGTERM)
-        stdout, _ = proc.communicate(timeout=120)
-    stderr = err_path.read_text()
-    assert proc.returncode == 130, stderr[-2000:]
-    assert stdout == ""
+    result = train_with_fault([*TINY, "--epochs", "3", "--json"], env, tmp_path,
+                              lambda proc: proc.send_signal(signal.SIGTERM), at_step=20)
+    stderr = result.stderr
+    assert result.returncode == 130, stderr[-2000:]
+    assert result.stdout == ""
     assert "Traceback" not in stderr
     run_id = re.search(r"run ([0-9a-f]{32}) marked KILLED", stderr)[1]
     c = client(env)
