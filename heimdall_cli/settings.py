@@ -141,6 +141,20 @@ class StorageSettings(_Section):
         "path", description="S3 addressing style; MinIO needs path."
     )
 
+    @field_validator("s3_endpoint_url")
+    @classmethod
+    def _check_endpoint(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        try:
+            parts = urlsplit(value)
+            _ = parts.port
+        except ValueError as e:
+            raise ValueError(f"not a valid URL ({e})") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be http(s)://HOST[:PORT], e.g. http://minio:9000")
+        return value
+
     @model_validator(mode="after")
     def _check_root(self) -> StorageSettings:
         root = self.artifact_root
