@@ -338,7 +338,7 @@ def read_config_file(path: Path) -> dict[str, Any]:
         try:
             data = json.loads(text) if text.strip() else {}
         except json.JSONDecodeError as e:
-            raise ConfigError(f"{path}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}") from e
+            raise ConfigError(f"{path}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}") from None
     else:
         import yaml
 
@@ -352,7 +352,8 @@ def read_config_file(path: Path) -> dict[str, Any]:
             if context and start and mark and start.line != mark.line:
                 # An unclosed bracket or quote is reported where the file ends: name where it began.
                 problem += f" ({context} started at line {start.line + 1})"
-            raise ConfigError(f"{where}: invalid YAML: {problem}") from e
+            # from None: the parser's exception quotes the offending line, which may hold a credential.
+            raise ConfigError(f"{where}: invalid YAML: {problem}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections, not {type(data).__name__}")
     _check_keys(data, path)
@@ -607,12 +608,13 @@ def _describe_validation_error(error: ValidationError, merged: dict[str, Any], s
         loc = ".".join(str(p) for p in item["loc"] if not isinstance(p, int))
         value = _lookup(merged, loc)
         source = sources.get(loc) or _source_of_section(loc, sources)
-        secret = any(s in loc for s in ("password", "secret", "access_key"))
-        shown = MASK if secret and value is not None else repr(value)
-        msg = item["msg"]
+        secret = loc in SECRET_KEYS or any(s in loc for s in ("pass", "secret", "key", "token"))
         if item["type"] == "extra_forbidden":
-            msg = "unknown setting"
-        problems.append(f"{loc or '(top level)'} = {shown} from {source}: {msg}")
+            # Not ours, so we cannot know whether it is a credential (a misspelt password?): never echo it.
+            problems.append(f"{loc} from {source}: unknown setting")
+            continue
+        shown = MASK if secret and value is not None else repr(value)
+        problems.append(f"{loc or '(top level)'} = {shown} from {source}: {item['msg']}")
     return "Invalid configuration: " + "; ".join(problems)
 
 

@@ -17,18 +17,23 @@ Every input runs in-process (typer's CliRunner on :data:`heimdall_cli.cli.app`) 
   error under ``Usage: …``), with usage errors exiting 2. ``verify`` is the one
   exception: its result (which checks failed) is its stdout table or JSON document.
 
+``test_fuzz_backend_locations`` aims at the commands that open a backend: odd tracking
+URIs (``--tracking-uri``) and odd artifact stores and S3 endpoints (environment).
+
 Nothing here can start real work: ``train`` always gets ``--dry-run`` as its first
 option, ``data synth`` makes at most a few dozen samples, ``ui`` always gets an
 unreachable (or http) tracking URI as its first option, and every backend is either
 a sqlite file in a temporary folder or a closed port on 127.0.0.1, with
 ``tracking.query_timeout_s`` pinned to 1 s in the environment (which outranks config
-files). The store holds a few runs, a registered model version and a small dataset,
-so success paths are exercised too.
+files); ``PGHOST``/``PGPORT`` point at the closed port too, so no generated URI can reach
+a real PostgreSQL server through libpq's defaults. The store holds a few runs, a
+registered model version and a small dataset, so success paths are exercised too.
 
 The number of inputs tried per command is printed at the end of the module
 (``test_zz_inputs_tried``, shown on the terminal even without ``-s``).
 ``HEIMDALL_FUZZ_EXAMPLES`` (default 25) sets the examples per command,
-``HEIMDALL_FUZZ_RANDOM=1`` draws new inputs instead of the fixed derandomized set.
+``HEIMDALL_FUZZ_RANDOM=1`` draws new inputs instead of the fixed derandomized set, and
+``HEIMDALL_FUZZ_REPORT=FILE`` writes the counts as JSON.
 """
 
 from __future__ import annotations
@@ -52,6 +57,7 @@ from tests.services import free_port
 
 EXAMPLES = int(os.environ.get("HEIMDALL_FUZZ_EXAMPLES", "25"))
 RANDOM = os.environ.get("HEIMDALL_FUZZ_RANDOM", "") not in ("", "0")
+REPORT_PATH = os.environ.get("HEIMDALL_FUZZ_REPORT")  # read now: the autouse fixture drops HEIMDALL_* later
 HANG_S = 90  # one input may take this long before it counts as a hang
 DOCUMENTED_EXIT_CODES = {0, 1, 2, 3, 4}
 CATCH_ALL_HINT = "Re-run with -v for the traceback."
@@ -698,7 +704,7 @@ def test_fuzz_config_files(world: FuzzWorld, fuzz_dir: Path, command: str, data:
     judge(command.split(" --")[0], run(world, fuzz_dir, argv, count_as=f"config files: {command}"))
 
 
-def test_zz_inputs_tried(request: pytest.FixtureRequest) -> None:
+def test_zz_inputs_tried(capsys: pytest.CaptureFixture[str]) -> None:
     """Print how many inputs each command got (runs last in this module)."""
     if not TRIED:
         pytest.skip("no fuzz test ran in this session")
@@ -708,13 +714,9 @@ def test_zz_inputs_tried(request: pytest.FixtureRequest) -> None:
         codes = ", ".join(f"exit {c}: {n}" for c, n in sorted(EXIT_CODES.get(name, Counter()).items()))
         lines.append(f"  {name:<{width}}  {count:>5}   ({codes})")
     lines.append(f"  {'total':<{width}}  {sum(TRIED.values()):>5}")
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    for line in lines:
-        if reporter is not None:
-            reporter.write_line(line)
-        else:  # pragma: no cover
-            print(line)
-    out = os.environ.get("HEIMDALL_FUZZ_REPORT")
-    if out:
-        Path(out).write_text(json.dumps(dict(TRIED), indent=2, sort_keys=True))
+    with capsys.disabled():  # straight to the terminal, also without -s
+        print("\n".join(lines))
+    if REPORT_PATH:
+        report = {name: {"inputs": n, "exit_codes": dict(EXIT_CODES.get(name, {}))} for name, n in TRIED.items()}
+        Path(REPORT_PATH).write_text(json.dumps(report, indent=2, sort_keys=True))
     assert all(count > 0 for count in TRIED.values())

@@ -18,6 +18,7 @@ _UNREACHABLE = re.compile(
     r"the database system is (starting up|shutting down)|terminating connection",
     re.IGNORECASE,
 )
+_S3_REFUSED = re.compile(r"SignatureDoesNotMatch|InvalidAccessKeyId|NoSuchBucket|AccessDenied")
 _SCHEMA = re.compile(r"out-of-date database schema|mlflow db upgrade", re.IGNORECASE)
 
 
@@ -44,6 +45,10 @@ def translate(exc: BaseException, action: str) -> HeimdallError:
                                       "Check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.")
         return BackendUnavailable(f"{action}: S3 error {botocore_code}: {_first_line(scrub(exc))}")
 
+    s3_code = _S3_REFUSED.search(text)
+    if s3_code:  # e.g. boto3's S3UploadFailedError wrapping a ClientError
+        return BackendUnavailable(f"{action}: S3 refused the request ({s3_code[0]}).",
+                                  "Check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY and the bucket.")
     if _SCHEMA.search(text):
         return BackendUnavailable(
             f"{action}: the tracking database schema is out of date.",

@@ -415,30 +415,30 @@ class Tracker:
         self._write("Logging dataset input", lambda c, r: c.log_inputs(r, datasets=inputs))
 
     # ------------------------------------------------------------------ models
-    def log_pytorch_model(self, model: Any, artifact_path: str = "model", *, input_example: Any,
-                          signature: Any = None, metadata: Mapping[str, Any] | None = None) -> str:
-        """Save ``model`` with the ``mlflow.pytorch`` flavour and upload it; returns ``runs:/…`` URI."""
+    def save_pytorch_model(self, model: Any, path: str | Path, *, input_example: Any, signature: Any = None,
+                           metadata: Mapping[str, Any] | None = None) -> Path:
+        """Save ``model`` locally with the ``mlflow.pytorch`` flavour (signature, input example)."""
         import mlflow.pytorch
         from mlflow.models import infer_signature
 
+        if signature is None:
+            import torch
+
+            with torch.no_grad():
+                output = model(torch.as_tensor(input_example)).numpy()
+            signature = infer_signature(input_example, output)
+        with translated("Saving the model"):
+            mlflow.pytorch.save_model(model, str(path), signature=signature, input_example=input_example,
+                                      pip_requirements=_model_requirements(), metadata=dict(metadata or {}))
+        return Path(path)
+
+    def log_pytorch_model(self, model: Any, artifact_path: str = "model", *, input_example: Any,
+                          signature: Any = None, metadata: Mapping[str, Any] | None = None) -> str:
+        """Save ``model`` with the ``mlflow.pytorch`` flavour and upload it; returns ``runs:/…`` URI."""
         run_id = self._require_run()
         with tempfile.TemporaryDirectory(prefix="heimdall-model-") as tmp:
-            local = Path(tmp) / "model"
-            if signature is None:
-                import torch
-
-                with torch.no_grad():
-                    output = model(torch.as_tensor(input_example)).numpy()
-                signature = infer_signature(input_example, output)
-            with translated("Saving the model"):
-                mlflow.pytorch.save_model(
-                    model,
-                    str(local),
-                    signature=signature,
-                    input_example=input_example,
-                    pip_requirements=_model_requirements(),
-                    metadata=dict(metadata or {}),
-                )
+            local = self.save_pytorch_model(model, Path(tmp) / "model", input_example=input_example,
+                                            signature=signature, metadata=metadata)
             self.log_artifacts(local, artifact_path)
         return f"runs:/{run_id}/{artifact_path}"
 

@@ -7,7 +7,7 @@ for uploads and ends the run: FINISHED, FAILED on an exception, KILLED on SIGINT
 
 from __future__ import annotations
 
-import tempfile
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -395,9 +395,13 @@ def _log_model(prep: Prepared) -> str:
     raw = np.stack([splits.test.store.spec(int(i)) for i in splits.test.indices[:2]]).astype(np.float32)
     with torch.no_grad():
         deployed(torch.from_numpy(raw))
-    with tempfile.TemporaryDirectory():
-        return prep.tracker.log_pytorch_model(
-            deployed, "model", input_example=raw,
-            metadata={"outputs": list(OUTPUT_COLUMNS), "input": "log-mel dB [batch, receivers, n_mels, n_frames]",
-                      "receivers": [r.name for r in splits.receivers]},
-        )
+    folder = prep.parts.run_dir / "model"
+    shutil.rmtree(folder, ignore_errors=True)
+    prep.tracker.save_pytorch_model(
+        deployed, folder, input_example=raw,
+        metadata={"outputs": list(OUTPUT_COLUMNS), "input": "log-mel dB [batch, receivers, n_mels, n_frames]",
+                  "receivers": [r.name for r in splits.receivers]},
+    )
+    # Through the upload queue, like checkpoints: it waits out an outage instead of failing the run.
+    prep.parts.uploader.upload(folder, "model", snapshot=False)
+    return f"runs:/{prep.tracker.run_id}/model"
