@@ -449,6 +449,30 @@ def _opts(world: FuzzWorld, command: str) -> tuple[list[Opt], st.SearchStrategy[
     raise AssertionError(command)
 
 
+def _required(world: FuzzWorld, command: str) -> st.SearchStrategy[list[str]]:
+    """What ``command`` needs to get past click (required options and arguments), with good values."""
+    ids = st.sampled_from(world.run_ids)
+    if command == "runs show":
+        return ids.map(lambda r: [r])
+    if command == "runs compare":
+        return st.lists(ids, min_size=2, max_size=3)
+    if command == "model register":
+        return st.one_of(ids.map(lambda r: ["--run-id", r]),
+                         st.sampled_from([["--best", "val/loss"], ["--best", "val/loss", "--status", "FAILED"]]))
+    if command == "model promote":
+        return st.builds(lambda stage, which: ["--stage", stage, *which],
+                         st.sampled_from(["Production", "Staging", "Archived"]),
+                         st.sampled_from([["--version", "1"], ["--from-alias", "staging"],
+                                          ["--from-alias", "production"]]))
+    if command == "model export":
+        return st.sampled_from([["--version", "1"], ["--alias", "staging"], ["--version", "2"]])
+    if command == "data info":
+        return st.just([str(world.dataset)])
+    if command == "data synth":
+        return st.integers(0, 3).map(lambda i: ["--out", f"fz-synth-{i}"])
+    return st.just([])
+
+
 COMMANDS = ["verify", "config show", "train", "runs best", "runs list", "runs show", "runs compare",
             "model register", "model promote", "model rollback", "model list", "model export", "data synth",
             "data info", "ui"]
@@ -498,7 +522,8 @@ def argv_for(draw: st.DrawFn, world: FuzzWorld, command: str) -> list[Any]:
     free = command not in ("ui", "data synth")
     chaos = draw(st.booleans())  # half the inputs are well-formed, so they get past click to heimdall's own checks
     pieces = draw(st.lists(items(opts, positional, free=free, chaos=chaos), max_size=7 if chaos else 5))
-    args = [token for piece in pieces for token in piece]
+    required = draw(_required(world, command)) if not chaos or draw(st.booleans()) else []
+    args = [*required, *[token for piece in pieces for token in piece]]
     head = [] if draw(st.integers(0, 4)) else [draw(st.sampled_from(["-v", "--verbose"]))]
     forced: list[Any] = []
     if command == "train":
@@ -658,9 +683,9 @@ def test_fuzz_backend_locations(world: FuzzWorld, fuzz_dir: Path, command: str, 
     """Odd tracking URIs (``--tracking-uri``) and artifact stores (environment) on every command that opens one."""
     args = [a.format(run=world.run_ids[0], run2=world.run_ids[1]) for a in BACKEND_COMMANDS[command]]
     env: dict[str, str] = {}
-    if command.startswith(("verify", "data")) or data.draw(st.booleans(), label="odd storage"):
+    if command.startswith("data") or data.draw(st.booleans(), label="odd storage"):
         env["HEIMDALL_STORAGE__S3_ENDPOINT_URL"] = data.draw(endpoints(), label="s3 endpoint")
-        if command.startswith("verify") or data.draw(st.booleans(), label="odd artifact root"):
+        if data.draw(st.booleans(), label="odd artifact root"):
             env["HEIMDALL_STORAGE__ARTIFACT_ROOT"] = data.draw(
                 relative(st.one_of(st.sampled_from(ARTIFACT_ROOTS), TEXT)), label="artifact root")
     if not command.startswith("data"):
