@@ -608,14 +608,17 @@ def _describe_validation_error(error: ValidationError, merged: dict[str, Any], s
         loc = ".".join(str(p) for p in item["loc"] if not isinstance(p, int))
         value = _lookup(merged, loc)
         source = sources.get(loc) or _source_of_section(loc, sources)
-        secret = loc in SECRET_KEYS or any(s in loc for s in ("pass", "secret", "key", "token"))
-        if item["type"] == "extra_forbidden":
-            # Not ours, so we cannot know whether it is a credential (a misspelt password?): never echo it.
-            problems.append(f"{loc} from {source}: unknown setting")
-            continue
+        secret = loc in SECRET_KEYS or _SECRET_LIKE.search(loc.rsplit(".", 1)[-1]) is not None
         shown = MASK if secret and value is not None else repr(value)
+        if item["type"] == "extra_forbidden":
+            problems.append(f"{loc} = {shown} from {source}: unknown setting")
+            continue
         problems.append(f"{loc or '(top level)'} = {shown} from {source}: {item['msg']}")
     return "Invalid configuration: " + "; ".join(problems)
+
+
+# Names that look like a credential (a misspelt password too): their values are never shown.
+_SECRET_LIKE = re.compile(r"pass|pasw|pwd|secret|key|token|cred|auth", re.IGNORECASE)
 
 
 def _source_of_section(loc: str, sources: dict[str, str]) -> str:
