@@ -196,7 +196,7 @@ def rollback(
 def list_versions(
     name: ModelNameOpt = None,
     metric: Annotated[str, typer.Option("--metric", "-m", help="Show the source run's best/<metric>.")] = "val/loss",
-    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="At most this many versions.")] = 100,
+    limit: Annotated[int, typer.Option("--limit", "-l", min=1, help="At most this many versions.")] = 100,
     config: ConfigOpt = None,
     tracking_uri: TrackingUriOpt = None,
     json_out: JsonOpt = False,
