@@ -209,21 +209,6 @@ class Registration:
     created: bool  # False: the run's model was already registered (idempotent retry)
 
 
-def register_model(
-    tracker: Tracker,
-    *,
-    model_name: str | None = None,
-    model_uri: str | None = None,
-    run_id: str | None = None,
-    description: str | None = None,
-    tags: dict[str, str] | None = None,
-    wait_s: float | None = None,
-) -> VersionRecord:
-    """Register the model logged at ``model_uri`` (or ``runs:/run_id/model``); idempotent."""
-    return register(tracker, model_name=model_name, model_uri=model_uri, run_id=run_id, description=description,
-                    tags=tags, wait_s=wait_s).version
-
-
 def register(
     tracker: Tracker,
     *,
@@ -234,7 +219,7 @@ def register(
     tags: dict[str, str] | None = None,
     wait_s: float | None = None,
 ) -> Registration:
-    """Like :func:`register_model`, also saying whether a new version was created."""
+    """Register the model logged at ``model_uri`` (or ``runs:/run_id/model``); idempotent, waits for READY."""
     from heimdall_cli.tracking.search import get_run
 
     name = model_name or tracker.settings.tracking.model_name

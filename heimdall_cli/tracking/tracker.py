@@ -447,7 +447,7 @@ class Tracker:
         """Register a logged model and wait until it is READY; returns the version."""
         from heimdall_cli.tracking import registry
 
-        return registry.register_model(self, model_name=model_name, model_uri=model_uri, **kwargs).version
+        return registry.register(self, model_name=model_name, model_uri=model_uri, **kwargs).version.version
 
     def transition_model_stage(self, model_name: str | None = None, version: int | str = 0,
                                stage: str = "Production", **kwargs: Any) -> None:
