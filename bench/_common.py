@@ -15,7 +15,7 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,7 +28,8 @@ if str(ROOT) not in sys.path:  # ``tests.services`` and an uninstalled heimdall_
 
 if TYPE_CHECKING:
     from heimdall_cli.settings import Settings
-    from heimdall_cli.training.fit import FitResult, Prepared
+    from heimdall_cli.training.fit import FitResult
+    from heimdall_cli.training.prepare import Prepared
 
 _FOREIGN_ENV = ("HEIMDALL_", "MLFLOW_TRACKING_URI", "MLFLOW_S3_ENDPOINT_URL", "AWS_")
 
@@ -195,54 +196,37 @@ class StepTimes:
 # --------------------------------------------------------------------------- the fit path
 
 
-@contextlib.contextmanager
-def cached_splits() -> Iterator[None]:
-    """Build each distinct dataset once per process (``prepare()`` would regenerate it every run).
+_SPLITS: dict[str, Any] = {}
+
+
+def splits_for(settings: Settings) -> Any:
+    """The data of ``settings``, built once per process (``prepare()`` would regenerate it every run).
 
     The data is deterministic and read-only during training, so reusing it changes
     nothing the benches measure; it only saves seconds of startup per repetition.
     """
-    import heimdall_cli.data.dataset as dataset
+    from heimdall_cli.data.dataset import build_splits
 
-    original = dataset.build_splits
-    cache: dict[str, Any] = {}
-
-    def build(data: Any, storage: Any = None, **kwargs: Any) -> Any:
-        key = data.model_dump_json()
-        if key not in cache:
-            cache[key] = original(data, storage, **kwargs)
-        return cache[key]
-
-    dataset.build_splits = build
-    try:
-        yield
-    finally:
-        dataset.build_splits = original
-
-
-@contextlib.contextmanager
-def skip_evaluation() -> Iterator[None]:
-    """``run()`` without the after-training test/baselines/plots/model logging (not what the benches time)."""
-    import heimdall_cli.training.fit as fit
-
-    original = fit._evaluate
-    fit._evaluate = lambda prep, result: None
-    try:
-        yield
-    finally:
-        fit._evaluate = original
+    key = settings.data.model_dump_json()
+    if key not in _SPLITS:
+        _SPLITS[key] = build_splits(settings.data, settings.storage)
+    return _SPLITS[key]
 
 
 def fit_with(settings: Settings, callbacks: list[Any], before_run: Callable[[Prepared], None] | None = None,
              ) -> tuple[FitResult, Prepared]:
-    """heimdall's own path: ``prepare()``, then our callbacks appended to its trainer, then ``run()``."""
-    from heimdall_cli.training.fit import prepare, run
+    """heimdall's own path: ``prepare()``, our callbacks appended to its trainer, then ``run()``.
 
-    prep = prepare(settings)
+    The after-training evaluation (test, baselines, plots, model logging) is not what the benches time.
+    """
+    from heimdall_cli.training.fit import run
+    from heimdall_cli.training.prepare import prepare
+
+    prep = prepare(settings, splits=splits_for(settings))
     prep.parts.trainer.callbacks.extend(callbacks)
     if before_run is not None:
         before_run(prep)
-    return run(prep), prep
+    return run(prep, evaluate=False), prep
 
 
 def scratch_dir(prefix: str) -> tempfile.TemporaryDirectory[str]:

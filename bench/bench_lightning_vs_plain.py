@@ -34,15 +34,14 @@ def plain_loop(settings: Any, steps: int, skip: int) -> tuple[c.StepTimes, list[
     import lightning as L
     import torch
 
-    import heimdall_cli.data.dataset as dataset
-    from heimdall_cli.training.fit import _loaders, build_model
     from heimdall_cli.training.model import gaussian_nll
+    from heimdall_cli.training.prepare import build_model, make_loaders
 
     t = settings.training
     L.seed_everything(t.seed, workers=True, verbose=False)  # as prepare() does, before the model
     module = build_model(settings)
-    splits = dataset.build_splits(settings.data, settings.storage)
-    loader = _loaders(settings, splits)["train"]
+    splits = c.splits_for(settings)
+    loader = make_loaders(settings, splits)["train"]
     # The module's own optimizer and schedule; it only needs the step count from a trainer.
     module._trainer = SimpleNamespace(estimated_stepping_batches=steps)
     config = module.configure_optimizers()
@@ -98,7 +97,7 @@ def main() -> int:
     speed: dict[str, list[float]] = {"lightning": [], "plain": []}
     cpu: dict[str, list[float]] = {"lightning": [], "plain": []}
     first_losses: dict[str, list[float]] = {}
-    with c.scratch_dir("plain") as tmp, c.cached_splits(), c.skip_evaluation():
+    with c.scratch_dir("plain") as tmp:
         print(f"Lightning arm: heimdall's prepare()+run(), tracking to sqlite:///{tmp}/mlflow.db")
         for i, arm in enumerate(c.interleaved(("lightning", "plain"), pairs)):
             settings = c.load(tracking={"uri": f"sqlite:///{tmp}/mlflow.db", "experiment": "bench-plain"},

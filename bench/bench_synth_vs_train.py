@@ -46,7 +46,7 @@ def main() -> int:
 
     arms = ("synth", "train, 1 thread", f"train, {default_threads} threads")
     rates: dict[str, list[float]] = {a: [] for a in arms}
-    with c.scratch_dir("synth") as tmp, c.cached_splits(), c.skip_evaluation():
+    with c.scratch_dir("synth") as tmp:
         for r in range(rounds):
             for j, arm in enumerate(arms if r % 2 == 0 else arms[::-1]):
                 arm_steps = ""

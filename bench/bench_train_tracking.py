@@ -62,7 +62,7 @@ def main() -> int:
     results: dict[str, list[c.StepTimes]] = {"postgres": [], "disabled": []}
     costs: dict[str, list[dict[str, float]]] = {}
     points: list[int] = []
-    with PostgresDatabase() as db, c.scratch_dir("tracking") as tmp, c.cached_splits(), c.skip_evaluation():
+    with PostgresDatabase() as db, c.scratch_dir("tracking") as tmp:
         print(f"tracking arm: {db.uri_without_password} (fresh database), train/loss every step")
         for i, arm in enumerate(c.interleaved(("postgres", "disabled"), pairs)):
             tracking = ({"uri": db.uri, "experiment": "bench-tracking"} if arm == "postgres"

@@ -192,8 +192,7 @@ def main() -> int:
     epoch_times: dict[str, list[float]] = {a: [] for a in arms}
     epoch_cpu: dict[str, list[float]] = {a: [] for a in arms}
     report: dict[str, list[dict[str, float]]] = {a: [] for a in arms}
-    with PostgresDatabase() as db, MotoS3Server() as s3, c.scratch_dir("uploads") as tmp, c.cached_splits(), \
-            c.skip_evaluation():
+    with PostgresDatabase() as db, MotoS3Server() as s3, c.scratch_dir("uploads") as tmp:
         s3.create_bucket(BUCKET)
         if args.s3_nice:
             os.setpriority(os.PRIO_PROCESS, s3.proc.pid, args.s3_nice)

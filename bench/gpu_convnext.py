@@ -50,9 +50,14 @@ def timer_callback(skip: int) -> Any:
     return Timer()
 
 
+_SPLITS: dict[str, Any] = {}  # same data for every run: generated once
+
+
 def one_run(tracked: bool, args: argparse.Namespace, tmp: str, i: int) -> float:
-    import heimdall_cli.training.fit as fit
+    from heimdall_cli.data.dataset import build_splits
     from heimdall_cli.settings import load_settings
+    from heimdall_cli.training.fit import run
+    from heimdall_cli.training.prepare import prepare
 
     samples = int(args.batch_size * (args.steps + 2) / 0.8) + 64  # one epoch holds every step
     flags = {
@@ -66,10 +71,13 @@ def one_run(tracked: bool, args: argparse.Namespace, tmp: str, i: int) -> float:
         "data": {"source": "synthetic", "samples": samples},
     }
     settings = load_settings(None, flags=flags, env_file=None)
+    key = settings.data.model_dump_json()
+    if key not in _SPLITS:
+        _SPLITS[key] = build_splits(settings.data, settings.storage)
     timer = timer_callback(skip=5)
-    prep = fit.prepare(settings)
+    prep = prepare(settings, splits=_SPLITS[key])
     prep.parts.trainer.callbacks.append(timer)
-    fit.run(prep)
+    run(prep, evaluate=False)  # test, plots, model logging: not what this measures
     return args.batch_size * len(timer.intervals) / sum(timer.intervals)
 
 
@@ -89,20 +97,6 @@ def main() -> int:
         del os.environ[key]
     warnings.filterwarnings("ignore")
     import torch
-
-    import heimdall_cli.data.dataset as dataset
-    import heimdall_cli.training.fit as fit
-
-    fit._evaluate = lambda prep, result: None  # test, plots, model logging: not what this measures
-    build, cache = dataset.build_splits, {}
-
-    def cached(data: Any, storage: Any = None, **kwargs: Any) -> Any:  # same data for every run: generate once
-        key = data.model_dump_json()
-        if key not in cache:
-            cache[key] = build(data, storage, **kwargs)
-        return cache[key]
-
-    dataset.build_splits = cached
 
     if args.cpu_smoke:
         args.backbone, args.precision, args.accelerator = "test_convnext", "32-true", "cpu"

@@ -51,3 +51,7 @@ class Interrupted(HeimdallError):
     """SIGINT/SIGTERM: the work was stopped on request."""
 
     exit_code = 130
+
+
+class AlreadyExists(ConfigError):
+    """The object to create exists already (callers that create idempotently catch this)."""

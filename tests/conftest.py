@@ -7,30 +7,12 @@ Fixtures
     environment, chdir's into ``tmp_path`` (so the embedded ``sqlite:///mlflow.db`` and a
     ``.env`` land there), sets ``MLFLOW_DISABLE_TELEMETRY=true`` and ``HF_HUB_OFFLINE=1``.
     Afterwards it ends active MLflow runs and resets MLflow's global tracking URI.
-``postgres_db`` (session)
-    A :class:`~tests.services.PostgresDatabase`, dropped at the end of the session.
-``s3_server`` (session)
-    A :class:`~tests.services.MotoS3Server` (any credentials accepted) with the bucket
-    :data:`S3_BUCKET` created.
-``s3_auth_server`` (session)
-    A moto server that only accepts its own IAM key pair (``.access_key_id``,
-    ``.secret_access_key``), with :data:`S3_BUCKET`; for "wrong credentials" tests.
-``mlflow_server`` (session)
-    A :class:`~tests.services.MlflowServer` on its own PostgreSQL database, proxying
-    artifacts to ``s3://heimdall-mlflow/artifacts`` on ``s3_server``. Started with
-    ``MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false``: heimdall uses no MLflow jobs, and the
-    job runner's ~7 huey consumers cost ~10 CPU-s to start, ~0.4 CPU-s per second while
-    idle and 5-10 s to stop on this 2-core machine (without: ~7 s start, ~1 s stop).
-``make_mlflow_server`` (function)
-    Factory ``make(job_execution=False)`` for a private MLflow server (own database, same
-    S3 server) that the test may ``kill()``, ``start()`` and ``restart()``; everything is
-    stopped and dropped after the test.
+``postgres_db``, ``s3_server``, ``s3_auth_server``, ``mlflow_server``, ``make_mlflow_server``
+    The real services, from ``tests/services/{postgres,s3,mlflow_server}.py`` (see there).
 ``backend_env`` (function, parametrized: sqlite, postgres, postgres_s3, http)
     A :class:`BackendEnv` (a ``dict`` of environment variables, already applied with
     ``monkeypatch``; pass it to subprocesses as ``{**os.environ, **backend_env}``) with a
     unique experiment and model name per test.
-
-PostgreSQL unreachable: tests that need it are skipped, or fail when ``CI=true``.
 """
 
 from __future__ import annotations
@@ -39,19 +21,16 @@ import os
 import re
 import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.services import (
-    MlflowServer,
-    MotoS3Server,
-    PostgresDatabase,
-    postgres_available,
-)
+from tests.services import MlflowServer, MotoS3Server, PostgresDatabase
+from tests.services.mlflow_server import make_mlflow_server, mlflow_server  # noqa: F401  (fixtures)
+from tests.services.postgres import postgres_db, require_postgres  # noqa: F401  (fixture, helper)
+from tests.services.s3 import S3_BUCKET, s3_auth_server, s3_server  # noqa: F401  (fixtures)
 
-S3_BUCKET = "heimdall-mlflow"
 BACKENDS = ("sqlite", "postgres", "postgres_s3", "http")
 
 _STRIPPED_PREFIXES = ("HEIMDALL_", "AWS_")
@@ -101,104 +80,7 @@ def _reset_mlflow_globals() -> None:
 
 
 # --------------------------------------------------------------------------- services
-
-
-_pg_status: tuple[bool, str] | None = None
-
-
-def require_postgres() -> None:
-    """Skip (or fail when CI=true) if the test PostgreSQL server is unreachable."""
-    global _pg_status
-    if _pg_status is None:
-        _pg_status = postgres_available()
-    ok, reason = _pg_status
-    if not ok:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"CI=true and {reason}", pytrace=False)
-        pytest.skip(reason)
-
-
-@pytest.fixture(scope="session")
-def postgres_db() -> Iterator[PostgresDatabase]:
-    require_postgres()
-    db = PostgresDatabase()
-    try:
-        yield db
-    finally:
-        db.drop()
-
-
-@pytest.fixture(scope="session")
-def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoS3Server]:
-    server = MotoS3Server(log_dir=tmp_path_factory.mktemp("moto"))
-    try:
-        server.create_bucket(S3_BUCKET)
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="session")
-def s3_auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoS3Server]:
-    server = MotoS3Server(require_auth=True, log_dir=tmp_path_factory.mktemp("moto-auth"))
-    try:
-        server.create_bucket(S3_BUCKET)
-        yield server
-    finally:
-        server.stop()
-
-
-def _start_mlflow_server(
-    s3: MotoS3Server, log_dir: Path, *, job_execution: bool = False
-) -> tuple[MlflowServer, PostgresDatabase]:
-    require_postgres()
-    db = PostgresDatabase()
-    try:
-        server = MlflowServer(
-            db.uri,
-            artifacts_destination=f"s3://{S3_BUCKET}/artifacts",
-            s3=s3,
-            job_execution=job_execution,
-            log_dir=log_dir,
-        )
-    except Exception:
-        db.drop()
-        raise
-    return server, db
-
-
-@pytest.fixture(scope="session")
-def mlflow_server(s3_server: MotoS3Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
-    server, db = _start_mlflow_server(s3_server, tmp_path_factory.mktemp("mlflow-server"))
-    try:
-        yield server
-    finally:
-        try:
-            server.stop()
-        finally:
-            db.drop()
-
-
-@pytest.fixture
-def make_mlflow_server(
-    s3_server: MotoS3Server, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Callable[..., MlflowServer]]:
-    """Start private MLflow servers (own database each) that a test may kill/restart."""
-    started: list[tuple[MlflowServer, PostgresDatabase]] = []
-
-    def make(*, job_execution: bool = False) -> MlflowServer:
-        log_dir = tmp_path_factory.mktemp("mlflow-server-private")
-        server, db = _start_mlflow_server(s3_server, log_dir, job_execution=job_execution)
-        started.append((server, db))
-        return server
-
-    yield make
-    for server, db in reversed(started):
-        try:
-            server.stop()
-        finally:
-            db.drop()
-
+# Each real service's fixtures live in its own module under tests/services/.
 
 # --------------------------------------------------------------------------- backend_env
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from heimdall_cli.errors import ConfigError
-from heimdall_cli.settings import explain, load_settings, parse_overrides, resolve_settings, run_params
+from heimdall_cli.settings import explain, load_settings, parse_overrides, run_params
 
 CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
 
@@ -33,8 +33,8 @@ def test_precedence_flags_env_dotenv_file_defaults(tmp_path, monkeypatch):
                              "HEIMDALL_TRAINING__LEARNING_RATE=0.25\n")
     monkeypatch.setenv("HEIMDALL_TRAINING__SEED", "3")
     monkeypatch.setenv("HEIMDALL_TRAINING__LEARNING_RATE", "0.125")
-    r = resolve_settings(cfg, {"training": {"learning_rate": 0.0625}}, env_file=tmp_path / ".env")
-    t = r.settings.training
+    r = load_settings(cfg, {"training": {"learning_rate": 0.0625}}, env_file=tmp_path / ".env")
+    t = r.training
     assert (t.epochs, t.batch_size, t.seed, t.learning_rate, t.weight_decay) == (5, 16, 3, 0.0625, 0.05)
     assert r.sources["training.epochs"] == f"file {cfg}"
     assert r.sources["training.batch_size"] == str(tmp_path / ".env")
@@ -67,15 +67,15 @@ def test_standard_variables_and_heimdall_variables(monkeypatch):
 
 def test_password_in_uri_is_moved_to_a_secret(monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "postgresql+psycopg://heimdall:pa55word-XYZ@db:5432/mlflow")
-    r = resolve_settings(env_file=None)
-    t = r.settings.tracking
+    r = load_settings(env_file=None)
+    t = r.tracking
     assert t.uri == "postgresql+psycopg://heimdall@db:5432/mlflow"
     assert t.password.get_secret_value() == "pa55word-XYZ"
     assert t.connection_uri() == "postgresql+psycopg://heimdall:pa55word-XYZ@db:5432/mlflow"
     shown = " ".join(f"{k}={v}" for k, v, _, _ in explain(r))
     assert "pa55word-XYZ" not in shown
-    assert "pa55word-XYZ" not in json.dumps(run_params(r.settings), default=str)
-    assert "tracking.password" not in run_params(r.settings)
+    assert "pa55word-XYZ" not in json.dumps(run_params(r), default=str)
+    assert "tracking.password" not in run_params(r)
 
 
 def test_yaml_syntax_error_names_file_and_line(tmp_path):

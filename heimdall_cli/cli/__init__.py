@@ -92,15 +92,14 @@ def _quiet_libraries() -> None:
     import logging
 
     from heimdall_cli.redact import install_log_scrubbing
+    from heimdall_cli.tracking import quiet_mlflow
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     for name in ("mlflow", "alembic", "lightning", "lightning.pytorch", "lightning.fabric", "timm", "urllib3",
                  "botocore"):
         logging.getLogger(name).setLevel(logging.WARNING)
     install_log_scrubbing()
-    for key, value in {"MLFLOW_DISABLE_TELEMETRY": "true", "GIT_PYTHON_REFRESH": "quiet",
-                       "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false", "MLFLOW_LOGGING_LEVEL": "WARNING"}.items():
-        os.environ.setdefault(key, value)
+    quiet_mlflow()
 
 
 app.add_typer(config.app, name="config")

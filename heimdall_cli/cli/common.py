@@ -1,4 +1,4 @@
-"""Helpers every command uses: resolve settings, open the tracker."""
+"""What every command does first: resolve settings, open the tracker, pick the output mode."""
 
 from __future__ import annotations
 
@@ -6,30 +6,33 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from heimdall_cli.settings import ResolvedSettings, Settings
+    from heimdall_cli.cli.output import Output
+    from heimdall_cli.settings import Settings
     from heimdall_cli.tracking import Tracker
 
 
-def resolve(config: Path | None, flags: dict[str, Any] | None = None) -> ResolvedSettings:
-    """Resolve settings with the documented precedence (flags > env > .env > file > defaults)."""
-    from heimdall_cli.settings import resolve_settings
+def settings_for(config: Path | None, tracking_uri: str | None = None, flags: dict[str, Any] | None = None,
+                 **dotted: Any) -> Settings:
+    """Resolve settings (flags > env > .env > file > defaults); ``dotted`` maps ``"tracking.experiment"``-style
+    keys to flag values (None: not given)."""
+    from heimdall_cli.settings import load_settings, set_flag
 
-    return resolve_settings(config, flags)
-
-
-def settings_for(config: Path | None, tracking_uri: str | None = None, **dotted: Any) -> Settings:
-    """Resolve settings; ``dotted`` maps ``"tracking.experiment"``-style keys to flag values."""
-    from heimdall_cli.settings import set_flag
-
-    flags: dict[str, Any] = {}
+    flags = dict(flags or {})
     set_flag(flags, "tracking.uri", tracking_uri)
     for key, value in dotted.items():
-        set_flag(flags, key.replace("__", "."), value)
-    return resolve(config, flags).settings
+        set_flag(flags, key, value)
+    return load_settings(config, flags)
 
 
-def query_tracker(settings: Settings) -> Tracker:
-    """A fail-fast tracker for query commands."""
+def query_tracker(config: Path | None, tracking_uri: str | None = None, **dotted: Any) -> Tracker:
+    """A fail-fast tracker (queries, registry changes) for the resolved settings."""
     from heimdall_cli.tracking import open_tracker
 
-    return open_tracker(settings, patient=False)
+    return open_tracker(settings_for(config, tracking_uri, **dotted), patient=False)
+
+
+def make_output(json_out: bool = False, quiet: bool = False) -> Output:
+    """The output object for ``--json`` / ``-q`` / human tables."""
+    from heimdall_cli.cli.output import Output
+
+    return Output(json_mode=json_out, quiet=quiet)

@@ -37,18 +37,16 @@ def show(
 
       heimdall config show --json | jq .tracking
     """
-    from heimdall_cli.cli.common import resolve
-    from heimdall_cli.cli.output import Output, table
+    from heimdall_cli.cli.common import make_output, settings_for
+    from heimdall_cli.cli.output import table
     from heimdall_cli.settings import explain as explain_rows
-    from heimdall_cli.settings import parse_overrides, set_flag, to_display_dict
+    from heimdall_cli.settings import parse_overrides, to_display_dict
 
-    flags = parse_overrides(overrides or [])
-    set_flag(flags, "tracking.uri", tracking_uri)
-    resolved = resolve(config, flags)
-    rows = explain_rows(resolved)
-    out = Output(json_mode=json_out)
+    settings = settings_for(config, tracking_uri, flags=parse_overrides(overrides or []))
+    rows = explain_rows(settings)
+    out = make_output(json_out)
     if json_out:
-        data = to_display_dict(resolved.settings)
+        data = to_display_dict(settings)
         if explain:
             data = {"settings": data, "sources": {key: source for key, _, source, _ in rows}}
         out.result(data)

@@ -15,7 +15,7 @@ app = typer.Typer(help="Write and inspect datasets (sharded format with a manife
 @app.command("synth")
 def synth(
     out: Annotated[str, typer.Option("--out", "-o", help="Output folder, or s3://BUCKET/PREFIX to upload.")],
-    samples: Annotated[int, typer.Option("--samples", "-n", min=1, help="Number of transmissions.")] = 20000,
+    samples: Annotated[int, typer.Option("--samples", min=1, help="Number of transmissions.")] = 20000,
     seed: Annotated[int, typer.Option(min=0, help="Seed: the same seed gives the same bytes.")] = 0,
     shard_size: Annotated[int, typer.Option(min=1, help="Samples per shard.")] = 4096,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing dataset.")] = False,
@@ -32,10 +32,11 @@ def synth(
     """
     import tempfile
 
-    from heimdall_cli.cli.common import resolve
-    from heimdall_cli.data.shards import upload_dataset, write_dataset
+    from heimdall_cli.cli.common import settings_for
+    from heimdall_cli.data.shards import write_dataset
+    from heimdall_cli.data.store import upload_dataset
 
-    settings = resolve(config).settings
+    settings = settings_for(config)
     world = settings.data.world
     if out.startswith("s3://"):
         with tempfile.TemporaryDirectory(prefix="heimdall-synth-") as tmp:
@@ -58,16 +59,17 @@ def info(
 
       heimdall data info data/rf-20k
     """
-    from heimdall_cli.cli.common import resolve
-    from heimdall_cli.data.shards import open_dataset
+    from heimdall_cli.cli.common import settings_for
+    from heimdall_cli.data.store import open_dataset
 
-    settings = resolve(config).settings
+    settings = settings_for(config)
     reader = open_dataset(source, settings.storage)
     _show(reader.manifest, source, json_out)
 
 
 def _show(manifest: Any, where: str, json_out: bool) -> None:
-    from heimdall_cli.cli.output import Output, table
+    from heimdall_cli.cli.common import make_output
+    from heimdall_cli.cli.output import table
 
     data = manifest.to_json()
 
@@ -76,4 +78,4 @@ def _show(manifest: Any, where: str, json_out: bool) -> None:
                 ("content hash", data.get("content_hash")), ("format", f"{data.get('format')} v{data.get('version')}")]
         console.print(table("Dataset", ["", "value"], rows))
 
-    Output(json_mode=json_out).result(data, human=human)
+    make_output(json_out).result(data, human=human)

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from heimdall_cli.cli.options import ConfigOpt, ExperimentOpt, JsonOpt, ModelNameOpt, QuietOpt, TrackingUriOpt
+from heimdall_cli.cli.common import make_output, query_tracker
+from heimdall_cli.cli.options import ConfigOpt, ExperimentOpt, JsonOpt, LimitOpt, ModelNameOpt, QuietOpt, TrackingUriOpt
 
 if TYPE_CHECKING:
     from heimdall_cli.tracking.registry import Promotion
@@ -30,18 +31,6 @@ WaitOpt = Annotated[
     typer.Option("--wait", min=0, help="Seconds to wait for the version to become READY "
                  "(default: tracking.register_timeout_s, 300)."),
 ]
-
-
-def _tracker(config: Any, tracking_uri: str | None, **dotted: Any) -> Any:
-    from heimdall_cli.cli.common import query_tracker, settings_for
-
-    return query_tracker(settings_for(config, tracking_uri, **dotted))
-
-
-def _output(json_out: bool, quiet: bool) -> Any:
-    from heimdall_cli.cli.output import Output
-
-    return Output(json_mode=json_out, quiet=quiet)
 
 
 @app.command("register")
@@ -79,7 +68,8 @@ def register(
     """
     from heimdall_cli.errors import ConfigError
     from heimdall_cli.tracking import registry
-    from heimdall_cli.tracking.search import check_mode, check_status, find_best, validate_filter
+    from heimdall_cli.tracking.filters import check_mode, check_status, validate_filter
+    from heimdall_cli.tracking.search import find_best
 
     if (run_id is None) == (best is None):
         raise ConfigError("Give exactly one of --run-id and --best.",
@@ -91,7 +81,7 @@ def register(
         validate_filter(filter_string)
     elif filter_string or experiment:
         raise ConfigError("--filter and --experiment select the run for --best; with --run-id drop them.")
-    tracker = _tracker(config, tracking_uri, **{"tracking.model_name": name, "tracking.experiment": experiment})
+    tracker = query_tracker(config, tracking_uri, **{"tracking.model_name": name, "tracking.experiment": experiment})
     chosen = None
     if best is not None:
         chosen = find_best(tracker, best, mode, filter_string=filter_string, status=status)
@@ -111,7 +101,7 @@ def register(
         console.print(f"{what} {v.name} version {v.version} ({v.status}) from run {v.run_id}")
         console.print(f"Load it: models:/{v.name}/{v.version}")
 
-    _output(json_out, quiet).result(data, human=human, bare=str(v.version))
+    make_output(json_out, quiet).result(data, human=human, bare=str(v.version))
 
 
 @app.command("promote")
@@ -152,14 +142,14 @@ def promote(
     """
     from heimdall_cli.errors import ConfigError
     from heimdall_cli.tracking import registry
-    from heimdall_cli.tracking.search import validate_filter
+    from heimdall_cli.tracking.filters import validate_filter
 
     stage = registry.parse_stage(stage)
     if (version is None) == (from_alias is None):
         raise ConfigError("Give exactly one of --version and --from-alias.",
                           "Example: heimdall model promote --version 3 --stage Production")
     validate_filter(require, "--require")
-    tracker = _tracker(config, tracking_uri, **{"tracking.model_name": name})
+    tracker = query_tracker(config, tracking_uri, **{"tracking.model_name": name})
     plan = registry.promote(tracker, version=version, from_alias=from_alias, stage=stage, alias=alias,
                             require=require, force=force, dry_run=dry_run)
     _report(plan, json_out, quiet)
@@ -188,7 +178,7 @@ def rollback(
     from heimdall_cli.tracking import registry
 
     stage = registry.parse_stage(stage)
-    tracker = _tracker(config, tracking_uri, **{"tracking.model_name": name})
+    tracker = query_tracker(config, tracking_uri, **{"tracking.model_name": name})
     _report(registry.rollback(tracker, stage=stage, dry_run=dry_run), json_out, quiet)
 
 
@@ -196,7 +186,7 @@ def rollback(
 def list_versions(
     name: ModelNameOpt = None,
     metric: Annotated[str, typer.Option("--metric", "-m", help="Show the source run's best/<metric>.")] = "val/loss",
-    limit: Annotated[int, typer.Option("--limit", "-l", min=1, help="At most this many versions.")] = 100,
+    limit: LimitOpt = 100,
     config: ConfigOpt = None,
     tracking_uri: TrackingUriOpt = None,
     json_out: JsonOpt = False,
@@ -213,7 +203,7 @@ def list_versions(
     from heimdall_cli.cli.output import timestamp
     from heimdall_cli.tracking import registry
 
-    tracker = _tracker(config, tracking_uri, **{"tracking.model_name": name})
+    tracker = query_tracker(config, tracking_uri, **{"tracking.model_name": name})
     rows = registry.list_versions(tracker, metric=metric, limit=limit)
     model = tracker.settings.tracking.model_name
     versions = []
@@ -240,7 +230,7 @@ def list_versions(
         t.columns[3].no_wrap = True  # run ids are copied from here
         console.print(t)
 
-    _output(json_out, quiet).result(data, human=human, bare=[str(i["version"]) for i in versions])
+    make_output(json_out, quiet).result(data, human=human, bare=[str(i["version"]) for i in versions])
 
 
 @app.command("export")
@@ -266,7 +256,7 @@ def export(
 ) -> None:
     """Export a version to ONNX (dynamic batch), check parity with onnxruntime, log it in the source run.
 
-    Input 'spectrograms' float32 [batch, 7, 32, 32] (raw log-mel dB); output 'prediction'
+    Input 'spectrograms' float32 [batch, receivers, n_mels, n_frames] (raw log-mel dB); output 'prediction'
     float32 [batch, 4] = lat_deg, lon_deg, sigma_east_m, sigma_north_m. Parity on real
     samples: |onnx - torch| <= 1e-4 deg (lat/lon) and 1 m + 0.01 % (sigma), else exit 1
     and nothing is logged. -q prints the registered ONNX version (with --register) or
@@ -279,14 +269,14 @@ def export(
       heimdall model export --format onnx --version 3 --output heimdall.onnx --json
     """
     from heimdall_cli.errors import ConfigError
-    from heimdall_cli.tracking.onnx_export import export_onnx
+    from heimdall_cli.workflows.onnx_export import export_onnx
 
     if fmt.lower() != "onnx":
         raise ConfigError(f"Format {fmt!r} is not supported. Supported formats: onnx.")
     if (version is None) == (alias is None):
         raise ConfigError("Give exactly one of --version and --alias.",
                           "Example: heimdall model export --format onnx --alias production")
-    tracker = _tracker(config, tracking_uri, **{"tracking.model_name": name})
+    tracker = query_tracker(config, tracking_uri, **{"tracking.model_name": name})
     result = export_onnx(tracker, version=version, alias=alias, register=register_it, output=output,
                          samples=samples, opset=opset, wait_s=wait)
     data = asdict(result)
@@ -309,7 +299,7 @@ def export(
             rows.append(("file", result.file))
         console.print(table("ONNX export", ["", "value"], rows))
 
-    _output(json_out, quiet).result(data, human=human, bare=bare)
+    make_output(json_out, quiet).result(data, human=human, bare=bare)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -350,4 +340,4 @@ def _report(plan: Promotion, json_out: bool, quiet: bool) -> None:
         if plan.dry_run:
             console.print("Dry run: nothing changed.")
 
-    _output(json_out, quiet).result(data, human=human, bare=str(plan.version))
+    make_output(json_out, quiet).result(data, human=human, bare=str(plan.version))

@@ -1,4 +1,9 @@
-"""Option types shared by every command (one place, one spelling)."""
+"""Option types shared by every command (one place, one spelling).
+
+Short options mean one thing everywhere: ``-c`` --config, ``-e`` --experiment,
+``-n`` --name (a registered model), ``-l`` --limit, ``-q`` --quiet, ``-m`` --metric,
+``-f`` --filter, ``-o`` where the command writes (--out, --output).
+"""
 
 from __future__ import annotations
 
@@ -31,3 +36,4 @@ TrackingUriOpt = Annotated[
     str | None,
     typer.Option("--tracking-uri", help="Tracking URI (overrides MLFLOW_TRACKING_URI and config).", show_default=False),
 ]
+LimitOpt = Annotated[int, typer.Option("--limit", "-l", min=1, max=50000, help="At most this many results.")]

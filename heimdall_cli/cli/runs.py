@@ -11,10 +11,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from heimdall_cli.cli.options import ConfigOpt, ExperimentOpt, JsonOpt, QuietOpt, RunIdArg, TrackingUriOpt
+from heimdall_cli.cli.common import make_output, query_tracker
+from heimdall_cli.cli.options import ConfigOpt, ExperimentOpt, JsonOpt, LimitOpt, QuietOpt, RunIdArg, TrackingUriOpt
 
 if TYPE_CHECKING:
-    from heimdall_cli.tracking.tracker import RunRecord
+    from heimdall_cli.tracking import RunRecord
 
 app = typer.Typer(help="Find, list, show and compare runs.", no_args_is_help=True)
 
@@ -28,12 +29,6 @@ FilterOpt = Annotated[
 StatusOpt = Annotated[
     str | None, typer.Option("--status", help="Only runs with this status: FINISHED, FAILED, KILLED, RUNNING.")
 ]
-
-
-def _tracker(config: Any, tracking_uri: str | None, experiment: str | None = None) -> Any:
-    from heimdall_cli.cli.common import query_tracker, settings_for
-
-    return query_tracker(settings_for(config, tracking_uri, **{"tracking.experiment": experiment}))
 
 
 @app.command("best")
@@ -62,12 +57,13 @@ def best(
 
       heimdall runs best --filter "params.training.backbone = 'convnext_large'" --json
     """
-    from heimdall_cli.tracking.search import check_mode, check_status, find_best, validate_filter
+    from heimdall_cli.tracking.filters import check_mode, check_status, validate_filter
+    from heimdall_cli.tracking.search import find_best
 
     check_mode(mode)
     check_status(status)
     validate_filter(filter_string)
-    tracker = _tracker(config, tracking_uri, experiment)
+    tracker = query_tracker(config, tracking_uri, **{"tracking.experiment": experiment})
     found = find_best(tracker, metric, mode, filter_string=filter_string, status=status)
     run = found.run
     data = {
@@ -88,7 +84,7 @@ def best(
                 ("duration", _duration(run.duration_s)), ("model", data["model_uri"])]
         console.print(table(f"Best run by {metric}", ["", "value"], rows))
 
-    _output(json_out, quiet).result(data, human=human, bare=run.run_id)
+    make_output(json_out, quiet).result(data, human=human, bare=run.run_id)
 
 
 @app.command("list")
@@ -98,10 +94,10 @@ def list_runs(
     status: StatusOpt = None,
     order_by: Annotated[
         list[str] | None,
-        typer.Option("--order-by", "-o", help="Order clause, repeatable, e.g. 'metrics.best/val_loss ASC' "
+        typer.Option("--order-by", help="Order clause, repeatable, e.g. 'metrics.best/val_loss ASC' "
                      "(default: newest first)."),
     ] = None,
-    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=50000, help="At most this many runs.")] = 20,
+    limit: LimitOpt = 20,
     metric: Annotated[str, typer.Option("--metric", "-m", help="Metric shown in the table (best/… summary).")]
     = "val/loss",
     config: ConfigOpt = None,
@@ -119,13 +115,14 @@ def list_runs(
 
       heimdall runs list --filter "metrics.best/val_loss < 0.5" -q | xargs -n1 heimdall runs show
     """
-    from heimdall_cli.tracking.search import check_status, search_runs, validate_filter, validate_order_by
-    from heimdall_cli.tracking.tracker import best_key
+    from heimdall_cli.tracking import best_key
+    from heimdall_cli.tracking.filters import check_status, validate_filter, validate_order_by
+    from heimdall_cli.tracking.search import search_runs
 
     check_status(status)
     validate_filter(filter_string)
     validate_order_by(order_by)
-    tracker = _tracker(config, tracking_uri, experiment)
+    tracker = query_tracker(config, tracking_uri, **{"tracking.experiment": experiment})
     runs = search_runs(tracker, filter_string=filter_string, status=status, order_by=order_by, max_results=limit)
     data = {"experiment": tracker.settings.tracking.experiment, "count": len(runs),
             "runs": [_summary(r) for r in runs]}
@@ -141,7 +138,7 @@ def list_runs(
         t.columns[0].no_wrap = True  # ids are copied from here: never fold them
         console.print(t)
 
-    _output(json_out, quiet).result(data, human=human, bare=[r.run_id for r in runs])
+    make_output(json_out, quiet).result(data, human=human, bare=[r.run_id for r in runs])
 
 
 @app.command("show")
@@ -167,7 +164,7 @@ def show(
     """
     from heimdall_cli.tracking.search import run_detail
 
-    detail = run_detail(_tracker(config, tracking_uri), run_id, artifacts=artifacts)
+    detail = run_detail(query_tracker(config, tracking_uri), run_id, artifacts=artifacts)
     run = detail.run
     data = {
         "run_id": run.run_id, "run_name": run.name, "experiment_id": run.experiment_id,
@@ -194,7 +191,7 @@ def show(
         if artifacts:
             console.print(table("Artifacts", ["path", "bytes"], detail.artifacts))
 
-    _output(json_out, quiet).result(data, human=human, bare=run.status)
+    make_output(json_out, quiet).result(data, human=human, bare=run.status)
 
 
 @app.command("compare")
@@ -221,7 +218,7 @@ def compare(
 
     if len(run_ids) < 2:
         raise ConfigError("Compare needs at least two run ids.", "Example: heimdall runs compare RUN_A RUN_B")
-    result = compare_runs(_tracker(config, tracking_uri), run_ids)
+    result = compare_runs(query_tracker(config, tracking_uri), run_ids)
     differing = result.differing_params
     data = {
         "runs": [{"run_id": r.run_id, "run_name": r.name, "status": r.status, "duration_s": r.duration_s}
@@ -248,10 +245,7 @@ def compare(
         console.print(table("Metrics (latest; best/… = best value)", columns,
                             [(k, *values) for k, values in result.metrics.items()]))
 
-    _output(json_out, quiet).result(data, human=human, bare=differing)
-
-
-# --------------------------------------------------------------------------- helpers
+    make_output(json_out, quiet).result(data, human=human, bare=differing)
 
 
 @app.command("sync")
@@ -283,13 +277,11 @@ def sync(
     from heimdall_cli.cli.common import settings_for
     from heimdall_cli.cli.output import table
     from heimdall_cli.tracking import open_tracker
-    from heimdall_cli.tracking.sync import open_spool, sync_spool
+    from heimdall_cli.tracking.spool import open_spool
+    from heimdall_cli.tracking.sync import sync_spool
 
-    settings = settings_for(config, tracking_uri)
-    if settings.tracking.offline:
-        settings = settings.model_copy(update={"tracking": settings.tracking.model_copy(update={"offline": False})})
-    folders = [Path(p) for p in paths] if paths else [
-        Path(settings.tracking.spool_dir or Path(settings.training.output_dir) / "spool")]
+    settings = settings_for(config, tracking_uri, **{"tracking.offline": False})
+    folders = [Path(p) for p in paths] if paths else [settings.spool_dir]
     spools = [open_spool(folder) for folder in folders]
     tracker = open_tracker(settings, patient=True)
     reports = [r for spool in spools for r in sync_spool(tracker, spool, dry_run=dry_run)]
@@ -302,13 +294,7 @@ def sync(
         console.print(table(title, ["spool run", "backend run", "status", "created", "params", "metric points",
                                     "artifacts"], rows))
 
-    _output(json_out, quiet).result(data, human=human, bare=[r.target_run_id or "" for r in reports])
-
-
-def _output(json_out: bool, quiet: bool) -> Any:
-    from heimdall_cli.cli.output import Output
-
-    return Output(json_mode=json_out, quiet=quiet)
+    make_output(json_out, quiet).result(data, human=human, bare=[r.target_run_id or "" for r in reports])
 
 
 def _times(run: RunRecord) -> dict[str, Any]:
@@ -338,6 +324,6 @@ def _short_time(ms: int | None) -> str | None:
 
 
 def _best_of(metric: str) -> str:
-    from heimdall_cli.tracking.tracker import best_key
+    from heimdall_cli.tracking import best_key
 
     return best_key(metric)

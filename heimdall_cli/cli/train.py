@@ -11,7 +11,7 @@ import typer
 from heimdall_cli.cli.options import ConfigOpt, ExperimentOpt, JsonOpt, TrackingUriOpt
 
 if TYPE_CHECKING:
-    from heimdall_cli.settings import ResolvedSettings
+    from heimdall_cli.settings import Settings
     from heimdall_cli.training.fit import FitResult
 
 _Opt = typer.Option
@@ -69,7 +69,7 @@ def train(
 
       heimdall train --resume 3f2a… --json
     """
-    from heimdall_cli.cli.common import resolve
+    from heimdall_cli.cli.common import settings_for
     from heimdall_cli.settings import parse_overrides, set_flag
 
     flags = parse_overrides(overrides or [])
@@ -84,15 +84,15 @@ def train(
         "tracking.uri": tracking_uri, "tracking.offline": offline or None,
     }.items():
         set_flag(flags, key, value)
-    resolved = resolve(config, flags)
-    settings = resolved.settings
+    settings = settings_for(config, flags=flags)
     if dry_run:
-        _dry_run(resolved, json_out)
+        _dry_run(settings, json_out)
         return
 
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle OpenMP threads sleep instead of spinning
-    from heimdall_cli.training.fit import fit, is_global_zero
-    from heimdall_cli.training.progress import make_view
+    from heimdall_cli.cli.progress import make_view
+    from heimdall_cli.training.fit import fit
+    from heimdall_cli.training.prepare import is_global_zero
 
     view = make_view(settings.training.progress, settings.training.progress_interval_s) if is_global_zero() else None
     result = fit(settings, resume_run_id=resume, view=view)
@@ -103,7 +103,8 @@ def train(
 def _report(result: FitResult, json_out: bool) -> None:
     from dataclasses import asdict
 
-    from heimdall_cli.cli.output import Output, table
+    from heimdall_cli.cli.common import make_output
+    from heimdall_cli.cli.output import table
 
     def human(console: Any) -> None:
         rows: list[tuple[str, Any]] = [("run id", result.run_id), ("status", result.status),
@@ -115,21 +116,22 @@ def _report(result: FitResult, json_out: bool) -> None:
                  ("outputs", result.output_dir)]
         console.print(table("Training result", ["", "value"], rows))
 
-    Output(json_mode=json_out).result(asdict(result), human=human)
+    make_output(json_out).result(asdict(result), human=human)
 
 
-def _dry_run(resolved: ResolvedSettings, json_out: bool) -> None:
-    from heimdall_cli.cli.output import Output, table
+def _dry_run(settings: Settings, json_out: bool) -> None:
+    from heimdall_cli.cli.common import make_output
+    from heimdall_cli.cli.output import table
     from heimdall_cli.settings import explain, to_display_dict
-    from heimdall_cli.training.fit import model_summary
+    from heimdall_cli.training.prepare import model_summary
 
-    summary = model_summary(resolved.settings)
-    data = {"settings": to_display_dict(resolved.settings), "model": summary}
+    summary = model_summary(settings)
+    data = {"settings": to_display_dict(settings), "model": summary}
 
     def human(console: Any) -> None:
-        rows = [(k, v, source) for k, v, source, _ in explain(resolved)]
+        rows = [(k, v, source) for k, v, source, _ in explain(settings)]
         console.print(table("Resolved configuration", ["setting", "value", "source"], rows))
         console.print(table("Model", ["", "value"], list(summary.items())))
         console.print("Dry run: nothing was trained or logged.")
 
-    Output(json_mode=json_out).result(data, human=human)
+    make_output(json_out).result(data, human=human)

@@ -25,7 +25,8 @@ from torch.utils.data import Dataset
 
 from heimdall_cli.data.geo import from_local_m, to_local_m
 from heimdall_cli.data.receivers import RECEIVERS, Receiver, network_centre
-from heimdall_cli.data.shards import ShardReader, open_dataset
+from heimdall_cli.data.shards import ShardReader
+from heimdall_cli.data.store import open_dataset
 from heimdall_cli.data.synth import SYNTH_VERSION, SynthBatch, generate
 
 if TYPE_CHECKING:

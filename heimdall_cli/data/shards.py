@@ -17,7 +17,7 @@ reader memory-map the spectrograms straight out of the zip.
 
 Every problem with a dataset (missing folder, manifest or shard, hash mismatch,
 unknown format or version, malformed shard) raises :class:`ConfigError` naming the
-file. S3 access lives in :mod:`heimdall_cli.data.remote`.
+file. Opening a dataset wherever it is (a folder or S3): :mod:`heimdall_cli.data.store`.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from heimdall_cli.data.synth import SYNTH_VERSION, SynthBatch, generate
 from heimdall_cli.errors import ConfigError
 
 if TYPE_CHECKING:
-    from heimdall_cli.settings import StorageSettings, WorldSettings
+    from heimdall_cli.settings import WorldSettings
 
 FORMAT = "heimdall-rf"
 VERSION = 1
@@ -295,21 +295,3 @@ def open_local(root: str | Path, *, verify: bool = True, source: str | None = No
         if spec.shape != (s.samples, shape["receivers"], shape["n_mels"], shape["n_frames"]):
             raise ConfigError(f"{root / s.file}: spectrograms have shape {spec.shape}, not what the manifest says.")
     return reader
-
-
-def open_dataset(
-    source: str, storage: StorageSettings | None = None, *, cache_dir: str | Path | None = None
-) -> ShardReader:
-    """Open a dataset folder or ``s3://BUCKET/PREFIX`` (downloaded into ``cache_dir``, verified)."""
-    if source.startswith("s3://"):
-        from heimdall_cli.data.remote import download_dataset
-
-        return open_local(download_dataset(source, storage, cache_dir), verify=False, source=source)
-    return open_local(source)
-
-
-def upload_dataset(local_dir: str | Path, s3_uri: str, storage: StorageSettings | None = None) -> Manifest:
-    """Verify a local dataset and copy it to ``s3_uri`` (shards first, manifest last)."""
-    from heimdall_cli.data.remote import upload_dataset as _upload
-
-    return _upload(open_local(local_dir), s3_uri, storage)

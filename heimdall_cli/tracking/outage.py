@@ -23,8 +23,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from heimdall_cli.errors import BackendUnavailable, HeimdallError
-from heimdall_cli.tracking.errors import translate
+from heimdall_cli.backend_errors import is_unreachable, translate
+from heimdall_cli.errors import BackendUnavailable
+from heimdall_cli.tracking.spool import ORIGIN_RUN_ID, open_spool
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -32,12 +33,6 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 EventFn = Callable[[str], None]
 _log = logging.getLogger("heimdall.tracking")
-
-
-def is_unreachable(exc: BaseException) -> bool:
-    """Whether ``exc`` means the backend could not be reached (as opposed to refusing the request)."""
-    err = exc if isinstance(exc, HeimdallError) else translate(exc, "write")
-    return isinstance(err, BackendUnavailable)
 
 
 class RunWriter:
@@ -118,8 +113,6 @@ class RunWriter:
                 return
             from mlflow import MlflowClient
             from mlflow.entities import Param
-
-            from heimdall_cli.tracking.sync import ORIGIN_RUN_ID, open_spool
 
             spool = open_spool(self.spool_dir, create=True)
             client = MlflowClient(tracking_uri=spool.tracking_uri)

@@ -8,12 +8,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from heimdall_cli.backend_errors import translate
 from heimdall_cli.errors import BackendUnavailable, ConfigError
 from heimdall_cli.redact import mask_uri
-from heimdall_cli.settings import StorageSettings, TrackingSettings
+from heimdall_cli.storage import s3_client, split_s3_uri
+
+if TYPE_CHECKING:
+    from heimdall_cli.settings import StorageSettings, TrackingSettings
 
 
 @dataclass
@@ -164,12 +168,9 @@ def probe_artifacts(storage: StorageSettings, timeout: float, key_prefix: str = 
             raise BackendUnavailable(f"Artifact folder {folder} returned different bytes than written.")
         return f"local folder {folder.resolve()}"
 
-    from heimdall_cli import s3
-    from heimdall_cli.tracking.errors import translate
-
-    bucket, prefix = s3.split_s3_uri(storage.artifact_root)
+    bucket, prefix = split_s3_uri(storage.artifact_root)
     key = f"{prefix.rstrip('/')}/{key_prefix}-{token}".lstrip("/")
-    client = s3.client(storage, connect_timeout=timeout, max_attempts=1, read_timeout=timeout)
+    client = s3_client(storage, connect_timeout=timeout, max_attempts=1, read_timeout=timeout)
     try:
         client.put_object(Bucket=bucket, Key=key, Body=token.encode())
         body = client.get_object(Bucket=bucket, Key=key)["Body"].read().decode()

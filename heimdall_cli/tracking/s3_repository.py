@@ -30,7 +30,7 @@ class HeimdallS3ArtifactRepository(S3ArtifactRepository):
     def _get_s3_client(self) -> Any:
         if _active is None:
             return super()._get_s3_client()
-        from heimdall_cli import s3
+        from heimdall_cli.storage import s3_client
 
         # Patient settings: artifact uploads during training must survive hiccups.
-        return s3.client(_active, connect_timeout=10.0, max_attempts=5)
+        return s3_client(_active, connect_timeout=10.0, max_attempts=5)

@@ -1,8 +1,4 @@
-"""The offline spool, and ``heimdall runs sync``: replay spooled runs into the real backend.
-
-A spool is a folder with an embedded MLflow store (``mlflow.db``), its artifacts
-(``artifacts/``) and ``spool.json`` (a stable id). ``heimdall train --offline`` writes
-there; a run whose backend stayed down past ``tracking.outage_bound_s`` continues there.
+"""``heimdall runs sync``: replay the runs of a spool (:mod:`heimdall_cli.tracking.spool`) into the backend.
 
 Sync is a diff, so it is idempotent and resumable: the target run is found by the tag
 ``heimdall.synced_from = <spool id>/<run id>``; only params, metric points
@@ -12,58 +8,20 @@ not have yet are sent, and the run's status is set last.
 
 from __future__ import annotations
 
-import json
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from heimdall_cli.errors import ConfigError
-from heimdall_cli.tracking.errors import translated
+from heimdall_cli.backend_errors import translated
+from heimdall_cli.errors import NotFound
+from heimdall_cli.tracking.spool import ORIGIN_RUN_ID, SYNCED_FROM, Spool
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-    from heimdall_cli.tracking.tracker import Tracker
+    from heimdall_cli.tracking.runs import RunTracker
 
-SYNCED_FROM = "heimdall.synced_from"
-ORIGIN_RUN_ID = "heimdall.origin_run_id"  # a run diverted to the spool during a long outage
-SPOOL_FILE = "spool.json"
 _BATCH = 1000
-
-
-@dataclass(frozen=True)
-class Spool:
-    """A local spool folder."""
-
-    path: Path
-    spool_id: str
-
-    @property
-    def tracking_uri(self) -> str:
-        """The embedded store's URI."""
-        return f"sqlite:///{(self.path / 'mlflow.db').resolve()}"
-
-    @property
-    def artifact_root(self) -> Path:
-        """Where the spool's artifacts live."""
-        return self.path / "artifacts"
-
-
-def open_spool(path: Path, *, create: bool = False) -> Spool:
-    """The spool at ``path``; with ``create`` it is made if missing."""
-    marker = path / SPOOL_FILE
-    if not marker.is_file():
-        if not create:
-            raise ConfigError(f"{path} is not a heimdall spool (no {SPOOL_FILE}).",
-                              "Give the folder that `heimdall train --offline` wrote (OUTPUT_DIR/spool).")
-        path.mkdir(parents=True, exist_ok=True)
-        marker.write_text(json.dumps({"spool_id": uuid.uuid4().hex, "format": 1}))
-    try:
-        spool_id = json.loads(marker.read_text())["spool_id"]
-    except (ValueError, KeyError) as e:
-        raise ConfigError(f"{marker} is corrupt: {e}") from None
-    return Spool(path, spool_id)
 
 
 @dataclass
@@ -83,7 +41,7 @@ class SyncReport:
     skipped: dict[str, int] = field(default_factory=dict)
 
 
-def sync_spool(target: Tracker, spool: Spool, *, dry_run: bool = False) -> list[SyncReport]:
+def sync_spool(target: RunTracker, spool: Spool, *, dry_run: bool = False) -> list[SyncReport]:
     """Replay every run of ``spool`` into ``target``'s backend."""
     from mlflow import MlflowClient
 
@@ -97,7 +55,7 @@ def sync_spool(target: Tracker, spool: Spool, *, dry_run: bool = False) -> list[
     return reports
 
 
-def _sync_run(source: MlflowClient, run: Any, experiment_name: str, target: Tracker, spool: Spool,
+def _sync_run(source: MlflowClient, run: Any, experiment_name: str, target: RunTracker, spool: Spool,
               dry_run: bool) -> SyncReport:
     origin = f"{spool.spool_id}/{run.info.run_id}"
     client = target.client
@@ -135,14 +93,14 @@ def _sync_run(source: MlflowClient, run: Any, experiment_name: str, target: Trac
 _KEPT_TAGS = {"mlflow.runName", "mlflow.source.name", "mlflow.user", "mlflow.note.content"}
 
 
-def _find_target(target: Tracker, experiment_name: str, origin: str, origin_run_id: str | None = None) -> Any:
+def _find_target(target: RunTracker, experiment_name: str, origin: str, origin_run_id: str | None = None) -> Any:
     """The run to merge into: the one a diverted run came from, else a previous sync's copy."""
     if origin_run_id:
         try:
-            return target.client.get_run(origin_run_id)
-        except Exception as e:
-            if getattr(e, "error_code", "") != "RESOURCE_DOES_NOT_EXIST":
-                raise
+            with translated(f"Run '{origin_run_id}'"):
+                return target.client.get_run(origin_run_id)
+        except NotFound:
+            pass  # the original run was deleted meanwhile: sync into a new one
     experiment = target.client.get_experiment_by_name(experiment_name)
     if experiment is None:
         return None

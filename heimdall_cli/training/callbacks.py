@@ -52,7 +52,7 @@ class BestMetrics(Callback):
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero or trainer.logger is None:
             return
-        from heimdall_cli.tracking.tracker import best_key
+        from heimdall_cli.tracking import best_key
 
         improved = {}
         for metric, mode in self.monitors.items():

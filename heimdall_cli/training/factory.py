@@ -36,21 +36,6 @@ class TrainerParts:
     run_dir: Path
 
 
-def parse_devices(devices: str) -> Any:
-    """Lightning's ``devices``: "auto", a count ("2"), or a list ("0,1")."""
-    value = devices.strip()
-    if value == "auto" or value == "-1":
-        return value if value == "auto" else -1
-    if "," in value:
-        return [int(v) for v in value.split(",") if v.strip()]
-    try:
-        return int(value)
-    except ValueError:
-        from heimdall_cli.errors import ConfigError
-
-        raise ConfigError(f"--devices {devices!r} is not auto, a count, or a list like 0,1.") from None
-
-
 def build_trainer(
     settings: Settings,
     tracker: Tracker | None,
@@ -96,7 +81,7 @@ def build_trainer(
         max_epochs=t.epochs,
         max_steps=t.max_steps,
         accelerator=t.accelerator,
-        devices=parse_devices(t.devices),
+        devices=t.device_spec,
         num_nodes=t.num_nodes,
         strategy=t.strategy,
         precision=t.precision,  # type: ignore[arg-type]

@@ -143,6 +143,11 @@ class CheckpointSync:
             self.uploader.delete(f"{self.artifact_dir}/{name}")
             del self._stored[name]
 
+    @property
+    def stored(self) -> list[str]:
+        """File names currently mirrored into the run (top-k and last)."""
+        return sorted(self._stored)
+
     def upload_file(self, path: Path) -> None:
         """Upload an extra checkpoint (e.g. the one saved on interrupt)."""
         self.uploader.upload(path, self.artifact_dir)

@@ -236,12 +236,12 @@ def test_export_onnx_parity_log_register(world, tmp_path):
 
 
 def test_export_parity_failure_logs_nothing(sqlite_only, monkeypatch):
-    from heimdall_cli.training import onnx as onnx_module
+    from heimdall_cli.export import parity as parity_module
 
     _register(sqlite_only.run_id)
     # Tolerance zero: the float32 asin/atan of the head (~1e-5 deg) must now fail the check.
-    strict = onnx_module.Tolerance(0.0, 0.0, 0.0)
-    monkeypatch.setattr(onnx_module, "Tolerance", lambda: strict)
+    strict = parity_module.Tolerance(0.0, 0.0, 0.0)
+    monkeypatch.setattr(parity_module, "Tolerance", lambda: strict)
     result = cli("model", "export", "--format", "onnx", "--version", "1", "--register")
     assert result.exit_code == 1, result.stderr
     assert "parity check failed" in result.stderr and "Nothing was logged" in " ".join(result.stderr.split())
@@ -268,8 +268,9 @@ def test_parity_check_reports_the_worst_sample(sqlite_world):
     import mlflow.pytorch
 
     from heimdall_cli.data.synth import generate
+    from heimdall_cli.export.onnx import to_onnx
+    from heimdall_cli.export.parity import Tolerance, check_parity
     from heimdall_cli.settings import WorldSettings
-    from heimdall_cli.training.onnx import Tolerance, check_parity, to_onnx
 
     module = mlflow.pytorch.load_model(str(sqlite_world.model_dir))
     x = generate(16, 0, WorldSettings()).spectrograms

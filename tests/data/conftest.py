@@ -78,8 +78,8 @@ def storage(moto_endpoint: str) -> StorageSettings:
 @pytest.fixture
 def bucket(storage: StorageSettings) -> str:
     """A fresh, empty bucket."""
-    from heimdall_cli import s3
+    from heimdall_cli.storage import s3_client
 
     name = f"heimdall-data-{uuid.uuid4().hex[:12]}"
-    s3.client(storage).create_bucket(Bucket=name)
+    s3_client(storage).create_bucket(Bucket=name)
     return name

@@ -3,11 +3,12 @@
 import numpy as np
 import pytest
 
-from heimdall_cli import s3
 from heimdall_cli.data.dataset import build_splits
-from heimdall_cli.data.shards import open_dataset, upload_dataset, write_dataset
+from heimdall_cli.data.shards import write_dataset
+from heimdall_cli.data.store import open_dataset, upload_dataset
 from heimdall_cli.errors import BackendUnavailable, ConfigError
 from heimdall_cli.settings import DataSettings, StorageSettings
+from heimdall_cli.storage import s3_client
 
 from .conftest import free_port
 
@@ -24,7 +25,7 @@ def local(tmp_path, small_world):
 def test_round_trip_and_cache(local, storage, bucket, tmp_path):
     uri = f"s3://{bucket}/sets/v1"
     manifest = upload_dataset(local, uri, storage)
-    keys = sorted(o["Key"] for o in s3.client(storage).list_objects_v2(Bucket=bucket)["Contents"])
+    keys = sorted(o["Key"] for o in s3_client(storage).list_objects_v2(Bucket=bucket)["Contents"])
     assert keys == ["sets/v1/manifest.json"] + [f"sets/v1/shard-0000{i}.npz" for i in range(4)]
 
     cache = tmp_path / "cache"
@@ -33,7 +34,7 @@ def test_round_trip_and_cache(local, storage, bucket, tmp_path):
     np.testing.assert_array_equal(remote.load().spectrograms, open_dataset(str(local)).load().spectrograms)
 
     # Cached shards are verified and reused: the bucket can lose one and the dataset still opens.
-    s3.client(storage).delete_object(Bucket=bucket, Key="sets/v1/shard-00001.npz")
+    s3_client(storage).delete_object(Bucket=bucket, Key="sets/v1/shard-00001.npz")
     assert len(open_dataset(uri, storage, cache_dir=cache)) == 200
     # A fresh cache has to download it: missing object -> ConfigError naming it.
     with pytest.raises(ConfigError, match=r"shard-00001\.npz not found"):
@@ -45,7 +46,7 @@ def test_corrupt_remote_shard(local, storage, bucket, tmp_path):
     upload_dataset(local, uri, storage)
     raw = bytearray((local / "shard-00002.npz").read_bytes())
     raw[-100] ^= 0xFF
-    s3.client(storage).put_object(Bucket=bucket, Key="ds/shard-00002.npz", Body=bytes(raw))
+    s3_client(storage).put_object(Bucket=bucket, Key="ds/shard-00002.npz", Body=bytes(raw))
     with pytest.raises(ConfigError, match=r"s3://.*/ds/shard-00002\.npz is corrupt") as e:
         open_dataset(uri, storage, cache_dir=tmp_path / "c")
     assert e.value.exit_code == 2

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from heimdall_cli.data.receivers import RECEIVERS
-from heimdall_cli.data.shards import MANIFEST, open_dataset, upload_dataset, write_dataset
+from heimdall_cli.data.shards import MANIFEST, write_dataset
+from heimdall_cli.data.store import open_dataset, upload_dataset
 from heimdall_cli.data.synth import SynthBatch, generate
 from heimdall_cli.errors import ConfigError
 

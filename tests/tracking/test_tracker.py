@@ -15,7 +15,7 @@ import pytest
 from heimdall_cli.errors import ConfigError, NotFound
 from heimdall_cli.settings import load_settings
 from heimdall_cli.tracking import Tracker, open_tracker
-from heimdall_cli.tracking.tracker import MAX_PARAM_LENGTH
+from heimdall_cli.tracking.runs import MAX_PARAM_LENGTH
 from tests.conftest import S3_BUCKET
 
 

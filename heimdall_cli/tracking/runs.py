@@ -1,8 +1,9 @@
-"""The tracker service: the only code that talks to MLflow.
+"""``RunTracker``: experiments, runs, params, tags, metrics and artifacts of one MLflow backend.
 
-Every heimdall command gets a :class:`Tracker` from :func:`heimdall_cli.tracking.open_tracker`.
 It uses ``MlflowClient`` with an explicit tracking URI (never ``mlflow.set_tracking_uri``,
-which would copy the URI, password included, into the process environment).
+which would copy the URI, password included, into the process environment). Writes of
+the active run go through the outage-tolerant :class:`~heimdall_cli.tracking.outage.RunWriter`;
+metrics are queued and sent in batches (:mod:`heimdall_cli.tracking.batcher`).
 """
 
 from __future__ import annotations
@@ -13,91 +14,28 @@ import math
 import tempfile
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from heimdall_cli.backend_errors import translated
 from heimdall_cli.errors import BackendUnavailable, ConfigError, NotFound
 from heimdall_cli.redact import mask_uri
 from heimdall_cli.tracking.batcher import MetricBatcher, Point
-from heimdall_cli.tracking.errors import translated
+from heimdall_cli.tracking.models import save_pytorch_model
 from heimdall_cli.tracking.outage import EventFn, RunWriter
+from heimdall_cli.tracking.records import END_STATUSES, RunRecord, flatten_params
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
-    from mlflow.entities import Run
 
     from heimdall_cli.settings import Settings
 
 MAX_PARAM_LENGTH = 6000  # MLflow's limit on a param value
 MAX_PARAMS_PER_BATCH = 100
-RUN_STATUSES = ("FINISHED", "FAILED", "KILLED")
 
 
-@dataclass
-class RunRecord:
-    """A run as heimdall shows it: plain data, no MLflow objects."""
-
-    run_id: str
-    name: str
-    experiment_id: str
-    status: str
-    start_time: int | None
-    end_time: int | None
-    artifact_uri: str
-    params: dict[str, str] = field(default_factory=dict)
-    metrics: dict[str, float] = field(default_factory=dict)
-    tags: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def duration_s(self) -> float | None:
-        """Wall time of the run in seconds (so far, if still running)."""
-        if self.start_time is None:
-            return None
-        end = self.end_time or int(time.time() * 1000)
-        return (end - self.start_time) / 1000
-
-    @classmethod
-    def from_mlflow(cls, run: Run) -> RunRecord:
-        """Convert an ``mlflow.entities.Run``."""
-        info, data = run.info, run.data
-        return cls(
-            run_id=info.run_id,
-            name=info.run_name or "",
-            experiment_id=info.experiment_id,
-            status=info.status,
-            start_time=info.start_time,
-            end_time=info.end_time,
-            artifact_uri=info.artifact_uri,
-            params=dict(data.params),
-            metrics=dict(data.metrics),
-            tags={k: v for k, v in data.tags.items() if not k.startswith("mlflow.") or k == "mlflow.runName"},
-        )
-
-
-def best_key(metric: str) -> str:
-    """The summary metric that holds a run's best value: ``val/loss`` -> ``best/val_loss``."""
-    return "best/" + metric.replace("/", "_")
-
-
-def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
-    """Flatten nested dicts with dots; non-scalars become JSON; None becomes ''."""
-    out: dict[str, str] = {}
-    for key, value in params.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            out.update(flatten_params(value, f"{name}."))
-        elif value is None:
-            out[name] = ""
-        elif isinstance(value, (str, int, float, bool, Path)):
-            out[name] = str(value)
-        else:
-            out[name] = json.dumps(value, default=str, sort_keys=True)
-    return out
-
-
-class Tracker:
-    """Experiments, runs, params, metrics and artifacts (registry and search in sibling modules)."""
+class RunTracker:
+    """Experiments, runs, params, metrics and artifacts (the registry and search take one of these)."""
 
     def __init__(self, settings: Settings, client: MlflowClient, on_event: EventFn | None = None) -> None:
         self.settings = settings
@@ -173,7 +111,7 @@ class Tracker:
         """Start a new run, or attach to ``run_id`` (resume). Returns the run id."""
         self.close()  # metrics still queued for a previous run go to that run, not this one
         if run_id:
-            with translated(f"Run '{run_id}'"):
+            with translated(f"Run '{run_id}'", missing=run_not_found(run_id)):
                 run = self.client.get_run(run_id)
                 if run.info.status != "RUNNING":
                     self.client.update_run(run_id, status="RUNNING")
@@ -201,7 +139,7 @@ class Tracker:
     @property
     def spool_dir(self) -> Path:
         """The local spool for offline runs and long outages."""
-        return Path(self.settings.tracking.spool_dir or Path(self.settings.training.output_dir) / "spool")
+        return self.settings.spool_dir
 
     @property
     def diverted(self) -> bool:
@@ -220,8 +158,8 @@ class Tracker:
     def end_run(self, status: str = "FINISHED") -> None:
         """Flush everything queued, then mark the run FINISHED, FAILED or KILLED."""
         status = status.upper()
-        if status not in RUN_STATUSES:
-            raise ConfigError(f"Run status {status!r} is not one of {', '.join(RUN_STATUSES)}.")
+        if status not in END_STATUSES:
+            raise ConfigError(f"Run status {status!r} is not one of {', '.join(END_STATUSES)}.")
         run_id = self._require_run()
         if status == "KILLED" and self._writer is not None and self._writer.down_since is not None:
             self._writer.divert()  # stopping on a signal: no time to wait out an outage; spool the rest
@@ -254,14 +192,14 @@ class Tracker:
     def get_run(self, run_id: str | None = None) -> RunRecord:
         """Status, params, latest metrics and tags of a run."""
         run_id = self._require_run(run_id)
-        with translated(f"Run '{run_id}'"):
-            try:
-                run = self.client.get_run(run_id)
-            except Exception as e:
-                if "not found" in str(e).lower() or getattr(e, "error_code", "") == "RESOURCE_DOES_NOT_EXIST":
-                    raise NotFound(f"Run '{run_id}' not found.", "List runs: heimdall runs list") from None
-                raise
+        with translated(f"Run '{run_id}'", missing=run_not_found(run_id)):
+            run = self.client.get_run(run_id)
         return RunRecord.from_mlflow(run)
+
+    def delete_run(self, run_id: str) -> None:
+        """Mark a run deleted (MLflow keeps it restorable until garbage collection)."""
+        with translated(f"Deleting run '{run_id}'", missing=run_not_found(run_id)):
+            self.client.delete_run(run_id)
 
     # ------------------------------------------------------------------ params and tags
     def log_params(self, params: Mapping[str, Any], run_id: str | None = None) -> None:
@@ -352,10 +290,11 @@ class Tracker:
 
         self._write(f"Uploading {path.name}", upload, artifact=True)
 
-    def log_artifacts(self, local_dir: str | Path, artifact_path: str | None = None) -> None:
-        """Upload the contents of a directory."""
-        self._write(f"Uploading {local_dir}", lambda c, r: c.log_artifacts(r, str(local_dir), artifact_path),
-                    artifact=True)
+    def log_artifacts(self, local_dir: str | Path, artifact_path: str | None = None,
+                      run_id: str | None = None) -> None:
+        """Upload the contents of a directory (into the active run, or ``run_id``)."""
+        self._write(f"Uploading {Path(local_dir).name}",
+                    lambda c, r: c.log_artifacts(r, str(local_dir), artifact_path), run_id, artifact=True)
 
     def log_text(self, text: str, artifact_file: str, run_id: str | None = None) -> None:
         """Write ``text`` to the artifact ``artifact_file``."""
@@ -415,52 +354,15 @@ class Tracker:
         self._write("Logging dataset input", lambda c, r: c.log_inputs(r, datasets=inputs))
 
     # ------------------------------------------------------------------ models
-    def save_pytorch_model(self, model: Any, path: str | Path, *, input_example: Any, signature: Any = None,
-                           metadata: Mapping[str, Any] | None = None) -> Path:
-        """Save ``model`` locally with the ``mlflow.pytorch`` flavour (signature, input example)."""
-        import mlflow.pytorch
-        from mlflow.models import infer_signature
-
-        if signature is None:
-            import torch
-
-            with torch.no_grad():
-                output = model(torch.as_tensor(input_example)).numpy()
-            signature = infer_signature(input_example, output)
-        with translated("Saving the model"):
-            mlflow.pytorch.save_model(model, str(path), signature=signature, input_example=input_example,
-                                      pip_requirements=_model_requirements(), metadata=dict(metadata or {}))
-        return Path(path)
-
     def log_pytorch_model(self, model: Any, artifact_path: str = "model", *, input_example: Any,
                           signature: Any = None, metadata: Mapping[str, Any] | None = None) -> str:
-        """Save ``model`` with the ``mlflow.pytorch`` flavour and upload it; returns ``runs:/…`` URI."""
+        """Save ``model`` with the ``mlflow.pytorch`` flavour and upload it; returns the ``runs:/…`` URI."""
         run_id = self._require_run()
         with tempfile.TemporaryDirectory(prefix="heimdall-model-") as tmp:
-            local = self.save_pytorch_model(model, Path(tmp) / "model", input_example=input_example,
-                                            signature=signature, metadata=metadata)
+            local = save_pytorch_model(model, Path(tmp) / "model", input_example=input_example,
+                                       signature=signature, metadata=metadata)
             self.log_artifacts(local, artifact_path)
         return f"runs:/{run_id}/{artifact_path}"
-
-    # ------------------------------------------------------------------ seed API (delegates)
-    def register_model(self, model_name: str | None = None, model_uri: str | None = None, **kwargs: Any) -> int:
-        """Register a logged model and wait until it is READY; returns the version."""
-        from heimdall_cli.tracking import registry
-
-        return registry.register(self, model_name=model_name, model_uri=model_uri, **kwargs).version.version
-
-    def transition_model_stage(self, model_name: str | None = None, version: int | str = 0,
-                               stage: str = "Production", **kwargs: Any) -> None:
-        """Promote ``version`` to ``stage`` (alias, plus the deprecated stage where supported)."""
-        from heimdall_cli.tracking import registry
-
-        registry.promote(self, model_name=model_name, version=int(version), stage=stage, **kwargs)
-
-    def get_best_run(self, metric: str = "val/loss", mode: str = "min", **kwargs: Any) -> RunRecord:
-        """The run with the best value of ``metric`` (its best, not its last)."""
-        from heimdall_cli.tracking import search
-
-        return search.best_run(self, metric, mode, **kwargs)
 
     def close(self) -> None:
         """Flush and stop background work; does not end the run."""
@@ -472,7 +374,6 @@ class Tracker:
                 batcher.stop()
 
 
-def _model_requirements() -> list[str]:
-    from importlib.metadata import version
-
-    return [f"torch=={version('torch')}", f"mlflow=={version('mlflow')}", f"numpy=={version('numpy')}"]
+def run_not_found(run_id: str) -> NotFound:
+    """The one message for an unknown run id."""
+    return NotFound(f"Run '{run_id}' not found.", "List runs: heimdall runs list")

@@ -1,4 +1,4 @@
-"""Datasets in S3 (or MinIO): download into a local cache with sha256 checks, and upload.
+"""Datasets wherever they are: a local folder, or S3/MinIO (downloaded into a local cache with sha256 checks).
 
 Errors: a missing bucket, manifest or shard, or a shard whose bytes do not match the
 manifest, is a bad ``data.source`` -> :class:`ConfigError`; an unreachable endpoint or
@@ -12,13 +12,13 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from heimdall_cli.errors import BackendUnavailable, ConfigError, HeimdallError
+from heimdall_cli.backend_errors import translated
+from heimdall_cli.data.shards import MANIFEST, Manifest, ShardReader, open_local, sha256_file
+from heimdall_cli.errors import ConfigError
+from heimdall_cli.storage import s3_client, split_s3_uri
 
 if TYPE_CHECKING:
-    from heimdall_cli.data.shards import Manifest, ShardReader
     from heimdall_cli.settings import StorageSettings
-
-_NOT_FOUND = {"NoSuchKey", "NoSuchBucket", "404", "NotFound"}
 
 
 def default_cache_dir() -> Path:
@@ -27,30 +27,14 @@ def default_cache_dir() -> Path:
 
 
 def _client(storage: StorageSettings | None) -> Any:
-    from heimdall_cli import s3
     from heimdall_cli.settings import StorageSettings
 
-    return s3.client(storage or StorageSettings())
+    return s3_client(storage or StorageSettings())
 
 
-def _translate(e: Exception, what: str) -> HeimdallError:
-    """Map a boto3/botocore exception about ``what`` (an s3:// URI) to our errors."""
-    from botocore.exceptions import ClientError, NoCredentialsError, PartialCredentialsError
-
-    if isinstance(e, ClientError):
-        code = str(e.response.get("Error", {}).get("Code", ""))
-        if code in _NOT_FOUND:
-            return ConfigError(f"{what} not found ({code}).", "Check data.source and the bucket.")
-        return BackendUnavailable(f"S3 refused access to {what}: {code or e}.", "Check the storage credentials.")
-    if isinstance(e, NoCredentialsError | PartialCredentialsError):
-        return ConfigError(f"No S3 credentials to read {what}.", "Set storage.access_key_id/secret_access_key.")
-    return BackendUnavailable(f"S3 endpoint unreachable for {what}: {e}", "Check storage.s3_endpoint_url.")
-
-
-def _boto_errors() -> tuple[type[Exception], ...]:
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    return (BotoCoreError, ClientError)
+def _s3(what: str) -> Any:
+    """Translate S3 failures about ``what``; a missing object or bucket means a bad data.source."""
+    return translated(what, missing=ConfigError(f"{what} not found.", "Check data.source and the bucket."))
 
 
 def download_dataset(uri: str, storage: StorageSettings | None, cache_dir: str | Path | None = None) -> Path:
@@ -59,20 +43,15 @@ def download_dataset(uri: str, storage: StorageSettings | None, cache_dir: str |
     Cached shards whose sha256 matches the manifest are not downloaded again; every
     file is verified before it is moved into place, so the cache never holds a bad shard.
     """
-    from heimdall_cli import s3
-    from heimdall_cli.data.shards import MANIFEST, Manifest, sha256_file
-
-    bucket, prefix = s3.split_s3_uri(uri)
+    bucket, prefix = split_s3_uri(uri)
     prefix = prefix.strip("/")
     key = lambda name: f"{prefix}/{name}" if prefix else name  # noqa: E731
     where = f"s3://{bucket}/{key(MANIFEST)}"
     root = Path(cache_dir or default_cache_dir()) / "s3" / bucket / (prefix or "_root")
     root.mkdir(parents=True, exist_ok=True)
     client = _client(storage)
-    try:
+    with _s3(where):
         body = client.get_object(Bucket=bucket, Key=key(MANIFEST))["Body"].read()
-    except _boto_errors() as e:
-        raise _translate(e, where) from None
     try:
         manifest = Manifest.from_json(json.loads(body), where)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -84,10 +63,11 @@ def download_dataset(uri: str, storage: StorageSettings | None, cache_dir: str |
         src = f"s3://{bucket}/{key(s.file)}"
         tmp = path.with_name(f".{s.file}.{os.getpid()}.part")
         try:
-            client.download_file(bucket, key(s.file), str(tmp))
-        except _boto_errors() as e:
+            with _s3(src):
+                client.download_file(bucket, key(s.file), str(tmp))
+        except BaseException:
             tmp.unlink(missing_ok=True)
-            raise _translate(e, src) from None
+            raise
         if sha256_file(tmp) != s.sha256:
             tmp.unlink()
             raise ConfigError(f"Shard {src} is corrupt: sha256 does not match the manifest.")
@@ -99,23 +79,29 @@ def download_dataset(uri: str, storage: StorageSettings | None, cache_dir: str |
     return root
 
 
-def upload_dataset(reader: ShardReader, s3_uri: str, storage: StorageSettings | None) -> Manifest:
-    """Upload a verified local dataset: shards first, the manifest last (readers never see half)."""
+def upload_dataset(local_dir: str | Path, s3_uri: str, storage: StorageSettings | None = None) -> Manifest:
+    """Verify a local dataset and copy it to ``s3_uri``: shards first, the manifest last (readers never see half)."""
     from boto3.exceptions import S3UploadFailedError
 
-    from heimdall_cli import s3
-    from heimdall_cli.data.shards import MANIFEST
-
-    bucket, prefix = s3.split_s3_uri(s3_uri)
+    reader = open_local(local_dir)
+    bucket, prefix = split_s3_uri(s3_uri)
     prefix = prefix.strip("/")
     key = lambda name: f"{prefix}/{name}" if prefix else name  # noqa: E731
     client = _client(storage)
     for name in [*(s.file for s in reader.manifest.shards), MANIFEST]:
-        try:
-            client.upload_file(str(reader.root / name), bucket, key(name))
-        except _boto_errors() as e:
-            raise _translate(e, f"s3://{bucket}/{key(name)}") from None
-        except S3UploadFailedError as e:  # wraps the ClientError without subclassing it
-            cause = e.__cause__ or e.__context__
-            raise _translate(cause if isinstance(cause, Exception) else e, f"s3://{bucket}/{key(name)}") from None
+        where = f"s3://{bucket}/{key(name)}"
+        with _s3(where):
+            try:
+                client.upload_file(str(reader.root / name), bucket, key(name))
+            except S3UploadFailedError as e:  # wraps the ClientError without subclassing it
+                raise (e.__cause__ or e.__context__ or e) from None
     return reader.manifest
+
+
+def open_dataset(
+    source: str, storage: StorageSettings | None = None, *, cache_dir: str | Path | None = None
+) -> ShardReader:
+    """Open a dataset folder or ``s3://BUCKET/PREFIX`` (downloaded into ``cache_dir``, verified)."""
+    if source.startswith("s3://"):
+        return open_local(download_dataset(source, storage, cache_dir), verify=False, source=source)
+    return open_local(source)

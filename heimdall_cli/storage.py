@@ -1,4 +1,4 @@
-"""boto3 clients built from :class:`~heimdall_cli.settings.StorageSettings`.
+"""Object storage: boto3 S3 clients built from :class:`~heimdall_cli.settings.StorageSettings`.
 
 Credentials are passed to boto3 directly, never written to the process
 environment. With no credentials configured, boto3's own chain applies.
@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from heimdall_cli.settings import StorageSettings
 
 
-def client(
+def s3_client(
     storage: StorageSettings,
     *,
     connect_timeout: float = 5.0,

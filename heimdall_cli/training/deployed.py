@@ -4,9 +4,7 @@ It wraps the trained network with the train-split normalisation and the inverse 
 the local east/north projection, so a consumer needs nothing but MLflow:
 ``mlflow.pyfunc.load_model("models:/heimdall-localization@production").predict(x)``.
 
-Input ``spectrograms``: float32 [batch, receivers, n_mels, n_frames], log-mel dB as the
-data layer produces them. Output: float32 [batch, 4] = (lat_deg, lon_deg,
-sigma_east_m, sigma_north_m).
+Its input and output are :mod:`heimdall_cli.export.interface` (``OUTPUT_COLUMNS``).
 """
 
 from __future__ import annotations
@@ -18,8 +16,6 @@ import torch
 from torch import nn
 
 from heimdall_cli.data.geo import EARTH_RADIUS_M
-
-OUTPUT_COLUMNS = ("lat_deg", "lon_deg", "sigma_east_m", "sigma_north_m")
 
 
 class DeployedLocalizer(nn.Module):

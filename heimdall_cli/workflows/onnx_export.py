@@ -1,7 +1,7 @@
 """``model export --format onnx``: ONNX next to the registered torch model, checked for parity.
 
 Steps: resolve the version, download its ``mlflow.pytorch`` model, export it
-(:mod:`heimdall_cli.training.onnx`), compare onnxruntime with torch on real samples
+(:mod:`heimdall_cli.export.onnx`), compare onnxruntime with torch on real samples
 (regenerated from the source run's synthetic-world params; the model's input example
 when that is not possible), then save an ``mlflow.onnx`` model into the source run at
 ``onnx/`` and, with ``register``, add it as a version of ``tracking.onnx_model_name``.
@@ -11,7 +11,6 @@ Nothing is logged when parity fails.
 from __future__ import annotations
 
 import json
-import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,14 +19,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from heimdall_cli.errors import ConfigError, NotFound, WorkFailed
-from heimdall_cli.tracking.errors import translated
+from heimdall_cli.export.interface import INPUT_NAME, OUTPUT_COLUMNS, OUTPUT_NAME
+from heimdall_cli.tracking import registry
+from heimdall_cli.tracking.models import load_pytorch_model, read_mlmodel, save_onnx_model
 
 if TYPE_CHECKING:
-    from heimdall_cli.tracking.registry import VersionRecord
-    from heimdall_cli.tracking.tracker import RunRecord, Tracker
+    from heimdall_cli.tracking import RunRecord, RunTracker, VersionRecord
 
 ARTIFACT_PATH = "onnx"
-DEFAULT_COLUMNS = ("lat_deg", "lon_deg", "sigma_east_m", "sigma_north_m")
 
 
 @dataclass
@@ -50,7 +49,7 @@ class OnnxExport:
 
 
 def export_onnx(
-    tracker: Tracker,
+    tracker: RunTracker,
     *,
     model_name: str | None = None,
     version: int | None = None,
@@ -62,11 +61,8 @@ def export_onnx(
     wait_s: float | None = None,
 ) -> OnnxExport:
     """Export a registered version to ONNX; see the module docstring."""
-    import mlflow.pytorch
-
-    from heimdall_cli.tracking import registry
-    from heimdall_cli.tracking.search import get_run
-    from heimdall_cli.training import onnx as onnx_export
+    from heimdall_cli.export.onnx import to_onnx
+    from heimdall_cli.export.parity import check_parity
 
     if samples < 2:
         raise ConfigError(f"--samples {samples} is too small.", "Use at least 2 samples for the parity check.")
@@ -76,24 +72,23 @@ def export_onnx(
     record = registry.resolve_version(tracker, name, version=version, alias=alias)
     if not record.run_id:
         raise NotFound(f"Version {record.version} of '{name}' has no source run to export from and log into.")
-    run = get_run(tracker, record.run_id)
+    run = tracker.get_run(record.run_id)
     with tempfile.TemporaryDirectory(prefix="heimdall-onnx-") as tmp:
         local = _download_model(tracker, run, record, Path(tmp) / "torch")
-        meta = _read_mlmodel(local)
+        meta = read_mlmodel(local)
         if "pytorch" not in meta.get("flavors", {}):
             raise WorkFailed(f"Version {record.version} of '{name}' is not an mlflow.pytorch model.",
                              "Export the torch model's registry entry, not the ONNX one.")
-        with translated(f"Loading {name} version {record.version}"):
-            module = mlflow.pytorch.load_model(str(local), map_location="cpu")
-        shape = _input_shape(meta)
+        module = load_pytorch_model(local, f"{name} version {record.version}")
+        shape = _input_shape(meta, f"Version {record.version} of '{name}'")
         batch, source = _samples(run, local, shape, samples)
-        columns = list(meta.get("metadata", {}).get("outputs") or DEFAULT_COLUMNS)
+        columns = list(meta.get("metadata", {}).get("outputs") or OUTPUT_COLUMNS)
         try:
-            model = onnx_export.to_onnx(module, batch, opset=opset)
+            model = to_onnx(module, batch, opset=opset)
         except Exception as e:
             raise WorkFailed(f"ONNX export of {name} version {record.version} failed: "
                              f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}") from e
-        parity = onnx_export.check_parity(module, model, batch, columns)
+        parity = check_parity(module, model, batch, columns)
         parity_json = {**parity.__dict__}
         if not parity.ok:
             raise WorkFailed(
@@ -105,8 +100,8 @@ def export_onnx(
         result = OnnxExport(
             name=name, version=record.version, run_id=run.run_id, format="onnx",
             model_uri=f"runs:/{run.run_id}/{ARTIFACT_PATH}", opset=opset,
-            input={"name": onnx_export.INPUT_NAME, "dtype": "float32", "shape": ["batch", *shape[1:]]},
-            output={"name": onnx_export.OUTPUT_NAME, "dtype": "float32", "shape": ["batch", len(columns)],
+            input={"name": INPUT_NAME, "dtype": "float32", "shape": ["batch", *shape[1:]]},
+            output={"name": OUTPUT_NAME, "dtype": "float32", "shape": ["batch", len(columns)],
                     "columns": columns},
             samples_source=source, parity=parity_json, size_bytes=model.ByteSize(),
         )
@@ -126,7 +121,7 @@ def export_onnx(
     return result
 
 
-def _download_model(tracker: Tracker, run: RunRecord, record: VersionRecord, dst: Path) -> Path:
+def _download_model(tracker: RunTracker, run: RunRecord, record: VersionRecord, dst: Path) -> Path:
     root = run.artifact_uri.rstrip("/") + "/"
     if not record.source.startswith(root):
         raise WorkFailed(f"Version {record.version} source {record.source} is not inside its run's artifacts.",
@@ -136,21 +131,14 @@ def _download_model(tracker: Tracker, run: RunRecord, record: VersionRecord, dst
     return tracker.download_artifacts(path, dst, run_id=run.run_id)
 
 
-def _read_mlmodel(local: Path) -> dict[str, Any]:
-    import yaml
-
-    try:
-        return yaml.safe_load((local / "MLmodel").read_text()) or {}
-    except OSError as e:
-        raise NotFound(f"The model at {local} has no MLmodel file.") from e
-
-
-def _input_shape(meta: dict[str, Any]) -> list[int]:
+def _input_shape(meta: dict[str, Any], what: str) -> list[int]:
+    """The input tensor shape of the model's signature ([-1, receivers, n_mels, n_frames])."""
     try:
         inputs = json.loads(meta["signature"]["inputs"])
         return [int(d) for d in inputs[0]["tensor-spec"]["shape"]]
     except (KeyError, IndexError, TypeError, ValueError):
-        return [-1, 7, 32, 32]
+        raise WorkFailed(f"{what} has no tensor input signature to export from.",
+                         "Log models with heimdall train (it records the signature).") from None
 
 
 def _samples(run: RunRecord, local: Path, shape: list[int], n: int) -> tuple[np.ndarray, str]:
@@ -191,34 +179,15 @@ def _input_example(local: Path) -> np.ndarray | None:
         return None
 
 
-def _log_onnx(tracker: Tracker, run_id: str, model: Any, batch: np.ndarray, meta: dict[str, Any],
+def _log_onnx(tracker: RunTracker, run_id: str, model: Any, batch: np.ndarray, meta: dict[str, Any],
               result: OnnxExport, local: Path) -> None:
-    import mlflow.onnx
-    from mlflow.models import infer_signature
-
-    from heimdall_cli.training.onnx import INPUT_NAME, OUTPUT_NAME
-
-    example = batch[:2]
     import onnxruntime as ort
 
+    example = batch[:2]
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     prediction = session.run([OUTPUT_NAME], {INPUT_NAME: example})[0]
     metadata = {**meta.get("metadata", {}), "onnx_input": INPUT_NAME, "onnx_output": OUTPUT_NAME,
                 "exported_from": f"models:/{result.name}/{result.version}",
                 "parity_max_abs_diff": result.parity["max_abs_diff"]}
-    if local.exists():
-        shutil.rmtree(local)
-    with translated("Saving the ONNX model"):
-        mlflow.onnx.save_model(
-            model, str(local), signature=infer_signature(example, prediction), input_example=example,
-            pip_requirements=_requirements(), metadata=metadata, save_as_external_data=False,
-        )
-    with translated(f"Uploading the ONNX model to run {run_id}"):
-        tracker.client.log_artifacts(run_id, str(local), ARTIFACT_PATH)
-
-
-def _requirements() -> list[str]:
-    from importlib.metadata import version
-
-    return [f"mlflow=={version('mlflow')}", f"onnx=={version('onnx')}", f"onnxruntime=={version('onnxruntime')}",
-            f"numpy=={version('numpy')}"]
+    save_onnx_model(model, local, input_example=example, prediction=prediction, metadata=metadata)
+    tracker.log_artifacts(local, ARTIFACT_PATH, run_id=run_id)

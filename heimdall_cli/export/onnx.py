@@ -1,4 +1,4 @@
-"""Torch -> ONNX for the deployed localizer, and the onnxruntime parity check.
+"""Torch -> ONNX for the deployed localizer (torch and onnx only; no MLflow).
 
 ``mlflow.pytorch.load_model`` of a ``pt2`` model returns the ``torch.export`` graph
 module (``ExportedProgram.module()``). That object refuses ``train()``/``eval()``,
@@ -9,9 +9,7 @@ are registered here. The head computes in float64, and onnxruntime's CPU kernels
 for ``Asin``/``Atan`` are float32 only: those nodes get Casts around them (about
 1e-7 rad, i.e. < 1 m, well inside the parity tolerance).
 
-ONNX interface: input ``spectrograms`` float32 [batch, receivers, n_mels, n_frames]
-(raw log-mel dB), output ``prediction`` float32 [batch, 4] = lat_deg, lon_deg,
-sigma_east_m, sigma_north_m. The batch axis is dynamic.
+The interface (names, columns, dynamic batch axis) is :mod:`heimdall_cli.export.interface`.
 """
 
 from __future__ import annotations
@@ -20,39 +18,13 @@ import io
 import math
 import re
 import warnings
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-INPUT_NAME = "spectrograms"
-OUTPUT_NAME = "prediction"
+from heimdall_cli.export.interface import INPUT_NAME, OUTPUT_NAME
+
 DEFAULT_OPSET = 17
-
-
-@dataclass(frozen=True)
-class Tolerance:
-    """How far onnxruntime may be from torch: |onnx - torch| <= atol + rtol * |torch|, per column."""
-
-    degrees_atol: float = 1e-4  # lat/lon: 1e-4 deg is 11 m north-south, 8 m east-west at 45 deg N
-    metres_atol: float = 1.0  # sigma: 1 m ...
-    metres_rtol: float = 1e-4  # ... plus 0.01 % of the value
-
-    def bounds(self, column: str) -> tuple[float, float]:
-        """(atol, rtol) for an output column (``*_deg`` or ``*_m``)."""
-        return (self.degrees_atol, 0.0) if column.endswith("_deg") else (self.metres_atol, self.metres_rtol)
-
-
-@dataclass
-class Parity:
-    """Result of comparing onnxruntime with torch on the same inputs."""
-
-    samples: int
-    batch_sizes: list[int]
-    max_abs_diff: dict[str, float]
-    tolerance: dict[str, dict[str, float]]
-    ok: bool
-    worst: dict[str, Any] = field(default_factory=dict)
 
 
 class _Traceable:
@@ -170,35 +142,3 @@ def _cast_double_nodes(model: Any, op_type: str) -> Any:
     del model.graph.node[:]
     model.graph.node.extend(nodes)
     return model
-
-
-def check_parity(module: Any, model: Any, batch: np.ndarray, columns: list[str],
-                 tolerance: Tolerance | None = None) -> Parity:
-    """Run torch and onnxruntime on ``batch`` (whole, and a batch of one); compare per column."""
-    import onnxruntime as ort
-    import torch
-
-    tolerance = tolerance or Tolerance()
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    batch = np.ascontiguousarray(batch, dtype=np.float32)
-    with torch.no_grad():
-        expected = np.asarray(module(torch.from_numpy(batch)).detach().cpu().numpy(), dtype=np.float64)
-    got_all = session.run([OUTPUT_NAME], {INPUT_NAME: batch})[0]
-    got_one = session.run([OUTPUT_NAME], {INPUT_NAME: batch[:1]})[0]
-    got = np.concatenate([got_all, got_one]).astype(np.float64)
-    ref = np.concatenate([expected, expected[:1]])
-    if got.shape != ref.shape:
-        raise ValueError(f"onnxruntime returned shape {got.shape[1:]}, torch {ref.shape[1:]}")
-    names = list(columns) if len(columns) == ref.shape[1] else [f"output_{i}" for i in range(ref.shape[1])]
-    diffs, bounds, ok, worst = {}, {}, True, {}
-    for c, name in enumerate(names):
-        atol, rtol = tolerance.bounds(name)
-        bounds[name] = {"atol": atol, "rtol": rtol}
-        delta = np.abs(got[:, c] - ref[:, c])
-        diffs[name] = float(np.nanmax(delta)) if np.isfinite(delta).any() else float("nan")
-        good = np.isclose(got[:, c], ref[:, c], rtol=rtol, atol=atol, equal_nan=True)
-        if not good.all():
-            ok = False
-            i = int(np.argmin(good))
-            worst[name] = {"sample": i % len(batch), "torch": float(ref[i, c]), "onnx": float(got[i, c])}
-    return Parity(len(batch), [len(batch), 1], diffs, bounds, ok, worst)

@@ -11,26 +11,24 @@ import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from heimdall_cli.errors import BackendUnavailable, WorkFailed
+from heimdall_cli.tracking.probe import sqlite_path
 
 if TYPE_CHECKING:
-    from heimdall_cli.tracking.tracker import Tracker
+    from heimdall_cli.settings import TrackingSettings
 
 LOCK_TIMEOUT_S = 120.0
 
 
 @contextmanager
-def registry_lock(tracker: Tracker, name: str, timeout: float = LOCK_TIMEOUT_S) -> Iterator[str | None]:
+def registry_lock(tracking: TrackingSettings, name: str, timeout: float = LOCK_TIMEOUT_S) -> Iterator[str | None]:
     """Serialise registry read-modify-write for model ``name``; yields how (or None: not possible)."""
-    tracking = tracker.settings.tracking
     if tracking.backend == "postgresql":
         with _pg_lock(tracking, name, timeout):
             yield "postgresql advisory lock"
     elif tracking.backend == "sqlite":
-        from heimdall_cli.tracking.probe import sqlite_path
-
         path = sqlite_path(tracking.uri)
         with _file_lock(path.with_name(path.name + ".heimdall-registry.lock"), timeout):
             yield "file lock"
@@ -39,7 +37,7 @@ def registry_lock(tracker: Tracker, name: str, timeout: float = LOCK_TIMEOUT_S) 
 
 
 @contextmanager
-def _pg_lock(tracking: Any, name: str, timeout: float) -> Iterator[None]:
+def _pg_lock(tracking: TrackingSettings, name: str, timeout: float) -> Iterator[None]:
     import psycopg
 
     conninfo = "postgresql://" + tracking.connection_uri().split("://", 1)[1].split("?", 1)[0]

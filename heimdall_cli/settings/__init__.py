@@ -1,0 +1,26 @@
+"""Layered configuration: the settings model, its sources, the one resolver, and its display."""
+
+from typing import Any
+
+from heimdall_cli.settings.display import explain, run_params, to_display_dict
+from heimdall_cli.settings.models import (
+    SECRET_KEYS,
+    DataSettings,
+    Settings,
+    StorageSettings,
+    TrackingSettings,
+    TrainingSettings,
+    WorldSettings,
+)
+from heimdall_cli.settings.resolve import load_settings, parse_overrides, set_flag
+
+__all__ = ["SECRET_KEYS", "DataSettings", "Settings", "StorageSettings", "TrackingSettings", "TrainingSettings",
+           "WorldSettings", "explain", "load_settings", "parse_overrides", "run_params", "set_flag",
+           "to_display_dict"]
+
+
+def __getattr__(name: str) -> Any:
+    """``from heimdall_cli.settings import settings`` (the seed's spelling) is ``load_settings()``."""
+    if name == "settings":
+        return load_settings()
+    raise AttributeError(name)

@@ -1,0 +1,314 @@
+"""The settings model: one pydantic-settings class with nested sections.
+
+Each section is a plain ``BaseModel`` whose fields carry ``Field(description=…)``; the
+descriptions serve ``--help``, ``heimdall config show --explain`` and the README.
+Resolving values from flags, environment, ``.env`` and a config file is
+:func:`heimdall_cli.settings.load_settings`'s job (:mod:`heimdall_cli.settings.resolve`).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+ENV_PREFIX = "HEIMDALL_"
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class TrackingSettings(_Section):
+    """Where runs, metrics and the model registry live."""
+
+    uri: str = Field(
+        "sqlite:///mlflow.db",
+        description="MLflow tracking URI: sqlite:///FILE, postgresql+psycopg://USER@HOST/DB or "
+        "http(s)://SERVER. A password in the URI is moved to tracking.password.",
+    )
+    password: SecretStr | None = Field(None, description="Password for the tracking database.")
+    experiment: str = Field("heimdall-localization", min_length=1, description="MLflow experiment name.")
+    model_name: str = Field("heimdall-localization", min_length=1, description="Registered model name.")
+    onnx_model_name: str = Field(
+        "heimdall-localization-onnx", min_length=1, description="Registered model name for ONNX exports."
+    )
+    enabled: bool = Field(True, description="Track to MLflow at all (false: train without tracking).")
+    query_timeout_s: float = Field(
+        5.0, gt=0, le=600, description="Queries and probes give up after this many seconds on a dead backend."
+    )
+    register_timeout_s: float = Field(
+        300.0, gt=0, description="How long model registration waits for the version to become READY."
+    )
+    outage_bound_s: float = Field(
+        600.0, ge=0, description="A run whose backend stays unreachable longer than this continues in the local "
+        "spool (sync it later with heimdall runs sync).",
+    )
+    offline: bool = Field(False, description="Track to the local spool only (heimdall train --offline).")
+    spool_dir: Path | None = Field(None, description="The local spool (default: OUTPUT_DIR/spool).")
+    queue_memory_points: int = Field(
+        200_000, ge=1000, description="Metric points kept in memory during an outage; more spill to disk."
+    )
+    flush_interval_s: float = Field(
+        1.0, gt=0, le=60, description="Metrics are sent in batches at most this many seconds apart."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split_password(cls, data: Any) -> Any:
+        """Keep credentials out of the URI so it can be shown and logged."""
+        if isinstance(data, dict) and isinstance(data.get("uri"), str):
+            uri, password = split_uri_password(data["uri"])
+            if password is not None:
+                data = {**data, "uri": uri}
+                data.setdefault("password", password)
+        return data
+
+    @field_validator("uri")
+    @classmethod
+    def _check_uri(cls, value: str) -> str:
+        try:
+            parts = urlsplit(value)
+            _ = parts.port  # raises on a malformed port
+        except ValueError as e:
+            raise ValueError(f"not a valid URI ({e})") from None
+        if not parts.scheme:
+            raise ValueError("needs a scheme: sqlite:///FILE, postgresql+psycopg://…, http(s)://…")
+        return value
+
+    @property
+    def backend(self) -> Literal["sqlite", "postgresql", "http", "other"]:
+        """The kind of tracking backend the URI names."""
+        scheme = urlsplit(self.uri).scheme.split("+")[0]
+        if scheme in ("sqlite", "postgresql", "postgres"):
+            return "postgresql" if scheme.startswith("postgres") else "sqlite"
+        return "http" if scheme in ("http", "https") else "other"
+
+    def connection_uri(self) -> str:
+        """The URI with the password put back. Give it to MLflow only; never print it."""
+        if self.password is None:
+            return self.uri
+        parts = urlsplit(self.uri)
+        user, _, host = parts.netloc.rpartition("@")
+        netloc = f"{user}:{quote(self.password.get_secret_value(), safe='')}@{host}"
+        return urlunsplit(parts._replace(netloc=netloc))
+
+
+class StorageSettings(_Section):
+    """Where artifacts (checkpoints, models, plots) are stored."""
+
+    artifact_root: str = Field(
+        "mlartifacts",
+        description="Artifact location for new experiments: a local folder or s3://BUCKET[/PREFIX]. "
+        "Ignored for an http tracking server, which stores artifacts itself.",
+    )
+    s3_endpoint_url: str | None = Field(None, description="S3 endpoint, e.g. http://minio:9000 (MinIO).")
+    access_key_id: SecretStr | None = Field(None, description="S3 access key id.")
+    secret_access_key: SecretStr | None = Field(None, description="S3 secret access key.")
+    region: str = Field("us-east-1", description="S3 region.")
+    addressing_style: Literal["path", "virtual", "auto"] = Field(
+        "path", description="S3 addressing style; MinIO needs path."
+    )
+
+    @field_validator("s3_endpoint_url")
+    @classmethod
+    def _check_endpoint(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        try:
+            parts = urlsplit(value)
+            _ = parts.port
+        except ValueError as e:
+            raise ValueError(f"not a valid URL ({e})") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be http(s)://HOST[:PORT], e.g. http://minio:9000")
+        return value
+
+    @model_validator(mode="after")
+    def _check_root(self) -> StorageSettings:
+        root = self.artifact_root
+        if root.count("://") > 1:
+            raise ValueError(f"artifact_root {root!r} has more than one scheme (write s3://BUCKET/PREFIX)")
+        if root.startswith("s3://") and not root[len("s3://") :].strip("/"):
+            raise ValueError("artifact_root s3:// needs a bucket name: s3://BUCKET[/PREFIX]")
+        return self
+
+    @property
+    def is_s3(self) -> bool:
+        """True when artifacts go to S3 (or MinIO)."""
+        return self.artifact_root.startswith("s3://")
+
+    @property
+    def bucket(self) -> str | None:
+        """The S3 bucket of ``artifact_root``, if any."""
+        return urlsplit(self.artifact_root).netloc if self.is_s3 else None
+
+
+class TrainingSettings(_Section):
+    """Model and optimisation. Defaults are the seed's production values."""
+
+    backbone: str = Field("convnext_large", description="timm model name (CONVNEXT_LARGE also works).")
+    pretrained: bool = Field(True, description="Start from pretrained weights.")
+    pretrained_path: Path | None = Field(None, description="Local pretrained weights file (offline boxes).")
+    freeze_backbone: bool = Field(False, description="Train only the head.")
+    learning_rate: float = Field(1e-3, gt=0, description="Peak learning rate (AdamW).")
+    weight_decay: float = Field(0.05, ge=0, description="AdamW weight decay.")
+    warmup_fraction: float = Field(0.05, ge=0, lt=1, description="Share of steps spent in linear warmup.")
+    grad_clip: float = Field(1.0, ge=0, description="Gradient-norm clipping (0 disables).")
+    batch_size: int = Field(32, ge=1, description="Samples per batch and device.")
+    epochs: int = Field(100, ge=1, description="Maximum number of epochs.")
+    max_steps: int = Field(-1, ge=-1, description="Stop after this many optimizer steps (-1: no limit).")
+    early_stopping_patience: int = Field(10, ge=0, description="Epochs without val/loss improvement (0 disables).")
+    save_top_k: int = Field(3, ge=0, description="Checkpoints kept by val/loss, besides the last.")
+    precision: str = Field("32-true", description="Lightning precision, e.g. 32-true, bf16-mixed, 16-mixed.")
+    accelerator: str = Field("auto", description="Lightning accelerator: auto, cpu, gpu, …")
+    devices: str = Field("auto", description="Devices per node: auto, a count, or a list like 0,1.")
+    num_nodes: int = Field(1, ge=1, description="Number of nodes.")
+    strategy: str = Field("auto", description="Lightning strategy: auto, ddp, ddp_spawn, fsdp, …")
+    seed: int = Field(42, ge=0, description="Random seed for weights and batch order.")
+    output_dir: Path = Field(Path("outputs"), description="Checkpoints and local outputs go here.")
+    run_name: str | None = Field(None, description="MLflow run name (default: generated).")
+    num_workers: int = Field(0, ge=0, description="DataLoader worker processes.")
+    cpu_threads: int = Field(
+        0, ge=0, description="torch threads when training on the CPU (0: torch's default). On a shared or "
+        "small machine 1 avoids threads spinning against each other.",
+    )
+    progress: Literal["auto", "rich", "plain", "none"] = Field(
+        "auto", description="Progress display: auto (rich on a terminal, plain otherwise), rich, plain, none."
+    )
+    progress_interval_s: float = Field(30.0, gt=0, description="Plain progress prints a line this often.")
+
+    @field_validator("devices")
+    @classmethod
+    def _check_devices(cls, value: str) -> str:
+        v = str(value).strip()
+        if v in ("auto", "-1") or re.fullmatch(r"\d+|\d+(,\d+)+,?", v):
+            return v
+        raise ValueError("devices must be auto, -1, a count like 2, or a list like 0,1")
+
+    @property
+    def device_spec(self) -> str | int | list[int]:
+        """``devices`` as Lightning takes it: "auto", a count, or a list of device indices."""
+        if self.devices == "auto":
+            return "auto"
+        if "," in self.devices:
+            return [int(v) for v in self.devices.split(",") if v]
+        return int(self.devices)
+
+
+class WorldSettings(_Section):
+    """Parameters of the synthetic RF world (written into every dataset manifest)."""
+
+    frequency_mhz: float = Field(145.0, gt=0, description="Carrier frequency.")
+    path_loss_exponent: float = Field(2.5, ge=1.5, le=5, description="Log-distance path-loss exponent.")
+    shadowing_db: float = Field(6.0, ge=0, description="Log-normal shadowing σ per link (dB).")
+    tx_power_dbm: tuple[float, float] = Field((30.0, 40.0), description="Transmit power range (dBm).")
+    noise_floor_dbm: float = Field(-120.0, description="Noise floor in a 12.5 kHz channel (dBm).")
+    lat_range: tuple[float, float] = Field((44.0, 46.0), description="Transmitter latitude range.")
+    lon_range: tuple[float, float] = Field((7.0, 10.0), description="Transmitter longitude range.")
+    n_mels: int = Field(32, ge=4, description="Mel bands per spectrogram.")
+    n_frames: int = Field(32, ge=4, description="Time frames per spectrogram.")
+
+
+class DataSettings(_Section):
+    """Where samples come from and how they are split."""
+
+    source: str = Field("synthetic", description="synthetic, a dataset folder, or s3://BUCKET/PREFIX.")
+    samples: int = Field(20000, ge=10, description="Samples generated in memory for source=synthetic.")
+    seed: int = Field(0, ge=0, description="Seed of the synthetic world and of the splits.")
+    val_fraction: float = Field(0.1, gt=0, lt=0.5, description="Share of samples for validation.")
+    test_fraction: float = Field(0.1, gt=0, lt=0.5, description="Share of samples for the test split.")
+    world: WorldSettings = Field(default_factory=WorldSettings, description="Synthetic world parameters.")
+
+
+class Settings(BaseSettings):
+    """Everything heimdall can be told. See ``heimdall config show --explain``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        env_file=".env",
+        # .env is shared with docker compose: only HEIMDALL_* entries are ours (typos among them are errors).
+        dotenv_filtering="match_prefix",
+        extra="forbid",
+        nested_model_default_partial_update=True,
+    )
+
+    tracking: TrackingSettings = Field(default_factory=TrackingSettings, description="MLflow tracking.")
+    storage: StorageSettings = Field(default_factory=StorageSettings, description="Artifact storage.")
+    training: TrainingSettings = Field(default_factory=TrainingSettings, description="Training.")
+    data: DataSettings = Field(default_factory=DataSettings, description="Data.")
+
+    # Where each value came from (dotted key -> "flag", "file PATH", …); set by load_settings.
+    _sources: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """``Settings(**values)`` validates ``values`` over the defaults and reads nothing else.
+
+        The layers (flags, environment, .env, config file) are resolved in one place:
+        :func:`heimdall_cli.settings.load_settings`.
+        """
+        return (init_settings,)
+
+    @property
+    def sources(self) -> dict[str, str]:
+        """Where each value came from; keys missing here are defaults."""
+        return dict(self._sources)
+
+    @property
+    def spool_dir(self) -> Path:
+        """The local spool for offline runs and long outages (the one place this path is decided)."""
+        return Path(self.tracking.spool_dir or Path(self.training.output_dir) / "spool")
+
+
+def _secret_keys(model_cls: type[BaseModel], prefix: str = "") -> set[str]:
+    keys: set[str] = set()
+    for name, info in model_cls.model_fields.items():
+        annotation = info.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            keys |= _secret_keys(annotation, f"{prefix}{name}.")
+        elif "SecretStr" in str(annotation):
+            keys.add(f"{prefix}{name}")
+    return keys
+
+
+def walk(model: BaseModel, prefix: str = "") -> list[tuple[str, Any, str]]:
+    """(dotted key, value, description) of every leaf field of ``model``."""
+    out = []
+    for name, info in type(model).model_fields.items():
+        value = getattr(model, name)
+        key = f"{prefix}{name}"
+        if isinstance(value, BaseModel):
+            out.extend(walk(value, f"{key}."))
+        else:
+            out.append((key, value, info.description or ""))
+    return out
+
+
+#: Dotted keys of every credential field (never shown, never logged as params).
+SECRET_KEYS = _secret_keys(Settings)
+
+
+def split_uri_password(uri: str) -> tuple[str, str | None]:
+    """Split ``scheme://user:pw@host/…`` into (``scheme://user@host/…``, ``pw``)."""
+    try:
+        parts = urlsplit(uri)
+    except ValueError:
+        return uri, None
+    if parts.password is None or "@" not in parts.netloc:
+        return uri, None
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user = userinfo.split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{user}@{host}")), unquote(parts.password)
+

@@ -1,0 +1,129 @@
+"""Reading the registry: stages and aliases, one version, a version by alias, every version.
+
+Aliases are the source of truth: Production -> ``production``, Staging -> ``staging``.
+A version's stage is *derived* from the stage aliases it holds (:func:`derived_stage`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from heimdall_cli.backend_errors import translated
+from heimdall_cli.errors import ConfigError, NotFound
+from heimdall_cli.tracking.records import RunRecord, VersionRecord, best_key
+
+if TYPE_CHECKING:
+    from heimdall_cli.tracking.runs import RunTracker
+
+STAGE_ALIASES = {"Production": "production", "Staging": "staging"}
+STAGES = ("Production", "Staging", "Archived")
+
+
+def parse_stage(stage: str) -> str:
+    """Normalise a stage name; ConfigError listing the valid ones otherwise."""
+    for valid in STAGES:
+        if stage.strip().lower() == valid.lower():
+            return valid
+    raise ConfigError(f"Stage {stage!r} is not valid. Valid stages: {', '.join(STAGES)}.")
+
+
+def derived_stage(aliases: list[str] | set[str]) -> str:
+    """The stage a set of aliases means: Production > Staging > Archived."""
+    for stage, alias in STAGE_ALIASES.items():
+        if alias in aliases:
+            return stage
+    return "Archived"
+
+
+def normalise_model_uri(model_uri: str) -> tuple[str, str]:
+    """``runs:/ID/path`` (also the seed's ``runs://ID/path``) -> (run_id, path)."""
+    if not model_uri.startswith("runs:/"):
+        raise ConfigError(f"Model URI {model_uri!r} is not runs:/RUN_ID/PATH.")
+    rest = model_uri[len("runs:/") :].lstrip("/")
+    run_id, _, path = rest.partition("/")
+    if not run_id:
+        raise ConfigError(f"Model URI {model_uri!r} has no run id.")
+    return run_id, path.strip("/") or "model"
+
+
+def model_aliases(tracker: RunTracker, name: str) -> dict[str, int]:
+    """alias -> version of registered model ``name``; NotFound when the model does not exist."""
+    missing = NotFound(f"Model '{name}' not found.", "Register one: heimdall model register --run-id RUN_ID")
+    with translated(f"Model '{name}'", missing=missing):
+        model = tracker.client.get_registered_model(name)
+    return {alias: int(v) for alias, v in (model.aliases or {}).items()}
+
+
+def get_version(tracker: RunTracker, name: str | None, version: int) -> VersionRecord:
+    """One version; NotFound when the model or the version does not exist."""
+    name = name or tracker.settings.tracking.model_name
+    missing = NotFound(f"Model '{name}' has no version {version}.", f"List versions: heimdall model list --name {name}")
+    with translated(f"Model '{name}' version {version}", missing=missing):
+        mv = tracker.client.get_model_version(name, str(version))
+    return VersionRecord.from_mlflow(mv)
+
+
+def version_by_alias(tracker: RunTracker, name: str | None, alias: str) -> VersionRecord | None:
+    """The version that holds ``alias``, or None."""
+    name = name or tracker.settings.tracking.model_name
+    try:
+        with translated(f"Alias '{alias}' of '{name}'"):
+            mv = tracker.client.get_model_version_by_alias(name, alias)
+    except NotFound:
+        return None
+    return VersionRecord.from_mlflow(mv)
+
+
+def resolve_version(tracker: RunTracker, name: str | None, *, version: int | None = None,
+                    alias: str | None = None) -> VersionRecord:
+    """The version given by number or by alias; NotFound for an unknown model, version or alias."""
+    name = name or tracker.settings.tracking.model_name
+    if version is not None and alias is None:
+        return get_version(tracker, name, version)
+    if alias is None or version is not None:
+        raise ConfigError("Give exactly one of --version and --alias/--from-alias.")
+    model_aliases(tracker, name)  # unknown model: say so, not "no alias"
+    record = version_by_alias(tracker, name, alias)
+    if record is None:
+        raise NotFound(f"No version of '{name}' holds alias '{alias}'.",
+                       f"List versions and aliases: heimdall model list --name {name}")
+    return record
+
+
+@dataclass
+class VersionRow:
+    """A line of ``model list``: the version plus facts about its source run."""
+
+    version: VersionRecord
+    run_status: str | None = None
+    metric: str | None = None
+    best: float | None = None
+
+
+def list_versions(tracker: RunTracker, name: str | None = None, *, metric: str = "val/loss",
+                  limit: int = 100) -> list[VersionRow]:
+    """Versions of ``name`` (newest first) with aliases, stages and the source run's ``best/<metric>``."""
+    name = name or tracker.settings.tracking.model_name
+    aliases = model_aliases(tracker, name)
+    with translated(f"Listing versions of '{name}'"):
+        found = tracker.client.search_model_versions(f"name = '{name}'", max_results=limit,
+                                                     order_by=["version_number DESC"])
+    rows = []
+    runs: dict[str, RunRecord | None] = {}
+    for mv in found:
+        record = VersionRecord.from_mlflow(mv)
+        record.aliases = sorted(a for a, v in aliases.items() if v == record.version)
+        row = VersionRow(record, metric=best_key(metric))
+        if record.run_id:
+            if record.run_id not in runs:
+                try:
+                    runs[record.run_id] = tracker.get_run(record.run_id)
+                except NotFound:
+                    runs[record.run_id] = None  # the run was deleted; the version stays
+            run = runs[record.run_id]
+            if run is not None:
+                row.run_status = run.status
+                row.best = run.metrics.get(best_key(metric))
+        rows.append(row)
+    return rows

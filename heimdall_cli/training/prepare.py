@@ -1,0 +1,218 @@
+"""Preparing a training: validate, then build data, model, tracker run, trainer and loaders.
+
+Nothing trains here; :func:`heimdall_cli.training.fit.run` does. Failures come early
+and typed: an unknown backbone or bad option exits 2, a dead backend 3, missing
+pretrained weights 2, all before the data is generated.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from heimdall_cli.errors import ConfigError, NotFound
+
+if TYPE_CHECKING:
+    from heimdall_cli.data.dataset import Splits
+    from heimdall_cli.settings import Settings
+    from heimdall_cli.tracking import Tracker
+    from heimdall_cli.training.factory import TrainerParts
+    from heimdall_cli.training.model import LocalizationLitModule
+    from heimdall_cli.training.progress import ProgressView
+
+
+@dataclass
+class Prepared:
+    """Everything built before the first step."""
+
+    settings: Settings
+    splits: Splits
+    model: LocalizationLitModule
+    tracker: Tracker | None
+    parts: TrainerParts
+    view: ProgressView
+    resume_ckpt: Path | None = None
+    loaders: dict[str, Any] = field(default_factory=dict)
+
+
+def is_global_zero() -> bool:
+    """True in the process that talks to MLflow (global rank 0), known before the Trainer exists."""
+    from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
+    return getattr(rank_zero_only, "rank", 0) == 0
+
+
+def prepare(settings: Settings, *, resume_run_id: str | None = None, view: ProgressView | None = None,
+            splits: Splits | None = None) -> Prepared:
+    """Validate, then build data, model, tracker run and trainer (nothing trains yet).
+
+    ``splits``: data already built from ``settings.data`` (benchmarks reuse it across runs).
+    """
+    import lightning as L
+
+    from heimdall_cli.data.dataset import build_splits
+    from heimdall_cli.training.backbone import resolve_name
+    from heimdall_cli.training.factory import build_trainer
+    from heimdall_cli.training.progress import ProgressView as NoView
+
+    _quiet_lightning()
+    t = settings.training
+    resolve_name(t.backbone)  # unknown backbone: exit 2 before any work
+    if settings.tracking.enabled and not settings.tracking.offline and is_global_zero():
+        from heimdall_cli.tracking.probe import probe_tracking
+
+        probe_tracking(settings.tracking, settings.tracking.query_timeout_s)  # a dead backend: exit 3 in seconds
+    view = view or NoView()
+    L.seed_everything(t.seed, workers=True, verbose=False)
+    if t.cpu_threads:
+        import torch
+
+        torch.set_num_threads(t.cpu_threads)
+    model = build_model(settings)  # before the data: missing weights fail in seconds
+    splits = splits or build_splits(settings.data, settings.storage)
+
+    tracker = None
+    skip_until: dict[str, int] = {}
+    if settings.tracking.enabled and is_global_zero():
+        tracker, skip_until = _start_run(settings, splits, resume_run_id, view)
+    elif resume_run_id and not settings.tracking.enabled:
+        raise ConfigError("--resume needs tracking enabled.", "Drop tracking.enabled=false.")
+    try:
+        run_dir = Path(t.output_dir) / (tracker.run_id if tracker else (resume_run_id or "untracked"))
+        parts = build_trainer(settings, tracker, view=view, run_dir=run_dir, skip_until=skip_until)
+        resume_ckpt = _find_resume_checkpoint(tracker, run_dir) if resume_run_id else None
+    except BaseException:
+        if tracker is not None:
+            tracker.end_run("FAILED")
+        raise
+    loaders = make_loaders(settings, splits)
+    return Prepared(settings, splits, model, tracker, parts, view, resume_ckpt, loaders)
+
+
+def _quiet_lightning() -> None:
+    """Lightning sets its loggers to INFO on import; its chatter is not heimdall's output."""
+    import logging
+    import warnings
+
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    # Advice that does not apply: epoch metrics are computed from all_gather'ed predictions,
+    # checkpoint folders are per run, and the loaders are rebuilt deterministically on resume.
+    for message in (r".*sync_dist=True.*", r".*isinstance\(treespec, LeafSpec\).*",
+                    r".*Checkpoint directory .* exists and is not empty.*", r".*dataloader is not resumable.*",
+                    r".*does not have many workers.*"):
+        warnings.filterwarnings("ignore", message=message)
+
+
+def build_model(settings: Settings) -> LocalizationLitModule:
+    """The LightningModule for the configured backbone."""
+    from heimdall_cli.data.receivers import RECEIVERS
+    from heimdall_cli.training.model import LocalizationLitModule
+
+    t = settings.training
+    return LocalizationLitModule(
+        t.backbone,
+        pretrained=t.pretrained,
+        pretrained_path=t.pretrained_path,
+        in_chans=len(RECEIVERS),
+        freeze_backbone=t.freeze_backbone,
+        learning_rate=t.learning_rate,
+        weight_decay=t.weight_decay,
+        warmup_fraction=t.warmup_fraction,
+    )
+
+
+def model_summary(settings: Settings) -> dict[str, Any]:
+    """What ``--dry-run`` shows about the model (built without loading weights)."""
+    from lightning.pytorch.utilities.model_summary import ModelSummary
+
+    from heimdall_cli.data.receivers import RECEIVERS
+    from heimdall_cli.training.backbone import resolve_name
+
+    t, w = settings.training, settings.data.world
+    model = build_model(settings.model_copy(update={"training": t.model_copy(update={"pretrained": False})}))
+    summary = ModelSummary(model, max_depth=2)
+    weights = "random init"
+    if t.pretrained:
+        weights = f"pretrained from {t.pretrained_path}" if t.pretrained_path else "pretrained (Hugging Face hub)"
+    return {
+        "backbone": resolve_name(t.backbone),
+        "weights": weights,
+        "frozen backbone": t.freeze_backbone,
+        "input": f"[batch, {len(RECEIVERS)} receivers, {w.n_mels} mels, {w.n_frames} frames]",
+        "output": "east/north (km) and per-axis sigma (km); logged model outputs lat, lon, sigma_m",
+        "parameters": summary.total_parameters,
+        "trainable parameters": summary.trainable_parameters,
+        "size (MB)": round(summary.model_size, 1),
+    }
+
+
+def _start_run(settings: Settings, splits: Splits, resume_run_id: str | None,
+               view: ProgressView | None = None) -> tuple[Tracker, dict[str, int]]:
+    from heimdall_cli import __version__
+    from heimdall_cli.settings import run_params, to_display_dict
+    from heimdall_cli.tracking import open_tracker
+
+    tracker = open_tracker(settings, patient=True)
+    tracker.on_event = view.message if view is not None else None
+    t = settings.training
+    if resume_run_id:
+        record = tracker.get_run(resume_run_id)
+        tracker.start_run(run_id=resume_run_id)
+        skip_until = {key: max(s for s, _, _ in tracker.metric_history(key)) for key in record.metrics}
+        tracker.set_tags({"heimdall.resumed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+        return tracker, skip_until
+    tags = {"heimdall.version": __version__, "backbone": t.backbone, "data.source": settings.data.source,
+            "mlflow.source.name": "heimdall train"}
+    tracker.start_run(t.run_name, tags=tags)
+    try:
+        tracker.log_params(run_params(settings))
+        ident = splits.identity
+        tracker.log_params({"data.name": ident.name, "data.digest": ident.digest, "data.samples": ident.samples,
+                            "data.train_samples": len(splits.train)})
+        tracker.log_dataset(ident.name, ident.digest, ident.source,
+                            profile={"samples": ident.samples, "kind": ident.kind})
+        tracker.log_dict(to_display_dict(settings), "config/resolved.yaml")
+        tracker.log_dict({"norm": splits.norm.to_json(), "origin": list(splits.origin)}, "config/normalisation.json")
+    except BaseException:
+        tracker.end_run("FAILED")
+        raise
+    return tracker, {}
+
+
+def _find_resume_checkpoint(tracker: Tracker | None, run_dir: Path) -> Path:
+    """``last.ckpt`` of the run: local if this box has it, else the run's checkpoints from the store."""
+    folder = run_dir / "checkpoints"
+    local = folder / "last.ckpt"
+    if local.is_file():
+        return local
+    if tracker is None:
+        raise NotFound(f"No checkpoint to resume from at {local}.")
+    names = [p for p, _ in tracker.list_artifacts("checkpoints")]
+    if "checkpoints/last.ckpt" not in names:
+        raise NotFound(f"Run '{tracker.run_id}' has no checkpoints/last.ckpt to resume from.",
+                       "Start a new run instead of --resume.")
+    # All of them: ModelCheckpoint keeps managing (and evicting) the top-k after the resume.
+    tracker.download_artifacts("checkpoints", run_dir)
+    return local
+
+
+def make_loaders(settings: Settings, splits: Splits) -> dict[str, Any]:
+    """train (shuffled, seeded, last partial batch dropped), val and test DataLoaders."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    t = settings.training
+    common: dict[str, Any] = {"batch_size": t.batch_size, "num_workers": t.num_workers,
+                              "persistent_workers": t.num_workers > 0}
+    generator = torch.Generator().manual_seed(t.seed)
+    if len(splits.train) < t.batch_size:
+        raise ConfigError(f"training.batch_size {t.batch_size} is larger than the train split "
+                          f"({len(splits.train)} samples).", "Lower --batch-size or use more data.samples.")
+    return {
+        "train": DataLoader(splits.train, shuffle=True, drop_last=True, generator=generator, **common),
+        "val": DataLoader(splits.val, shuffle=False, **common),
+        "test": DataLoader(splits.test, shuffle=False, **common),
+    }
