@@ -16,7 +16,7 @@ import typer
 from typer.core import TyperGroup
 
 from heimdall_cli import __version__
-from heimdall_cli.cli import config, data, model, runs, train, ui, verify
+from heimdall_cli.cli import config, data, model, predict, runs, train, ui, verify
 from heimdall_cli.cli.output import render_error
 
 _state = {"verbose": False}
@@ -36,6 +36,10 @@ class _Group(TyperGroup):
         except KeyboardInterrupt:
             render_error("Interrupted.")
             raise typer.Exit(130) from None
+        except BrokenPipeError:
+            # The reader of stdout went away (| head): stop quietly, as a shell tool does.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise typer.Exit(0) from None
         except (typer.Exit, typer.Abort, typer.TyperException, SystemExit):
             raise  # click/typer usage errors keep their own message and exit code 2
         except Exception as e:
@@ -108,6 +112,7 @@ app.command(name="train")(train.train)
 app.add_typer(runs.app, name="runs")
 app.add_typer(model.app, name="model")
 app.add_typer(data.app, name="data")
+app.command(name="predict")(predict.predict)
 app.command(name="ui")(ui.ui)
 
 

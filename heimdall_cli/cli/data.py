@@ -1,49 +1,79 @@
-"""``heimdall data …``: write and inspect datasets in the project's sharded format."""
+"""``heimdall data …``: make, import and inspect datasets (sharded format with a manifest)."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from heimdall_cli.cli.options import ConfigOpt, JsonOpt
 
-app = typer.Typer(help="Write and inspect datasets (sharded format with a manifest).", no_args_is_help=True)
+if TYPE_CHECKING:
+    from heimdall_cli.data.importing import ImportReport
+    from heimdall_cli.data.manifest import Manifest
+
+app = typer.Typer(help="Make, import and inspect datasets (sharded format with a manifest).", no_args_is_help=True)
+import_app = typer.Typer(help="Import recorded transmissions: SigMF collections, or Heimdall's acquisition store.",
+                         no_args_is_help=True)
+app.add_typer(import_app, name="import")
+
+OutOpt = Annotated[str, typer.Option("--out", "-o", help="Dataset folder, or s3://BUCKET/PREFIX (uploaded when done).")]
+ShardOpt = Annotated[int, typer.Option(min=1, help="Samples per shard.")]
+OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace an existing dataset.")]
+SkipBadOpt = Annotated[bool, typer.Option("--skip-bad", help="Leave bad recordings out and count them (exit 0) "
+                                          "instead of stopping at the first (exit 2).")]
 
 
 @app.command("synth")
 def synth(
-    out: Annotated[str, typer.Option("--out", "-o", help="Output folder, or s3://BUCKET/PREFIX to upload.")],
+    out: OutOpt,
     samples: Annotated[int, typer.Option("--samples", min=1, help="Number of transmissions.")] = 20000,
     seed: Annotated[int, typer.Option(min=0, help="Seed: the same seed gives the same bytes.")] = 0,
-    shard_size: Annotated[int, typer.Option(min=1, help="Samples per shard.")] = 4096,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing dataset.")] = False,
+    fmt: Annotated[str, typer.Option("--format", help="shards (the dataset format) or sigmf (one collection per "
+                                     "transmission, a recording per receiver).")] = "shards",
+    datatype: Annotated[str, typer.Option(help="With --format sigmf: cf32_le or ci16_le.")] = "cf32_le",
+    shard_size: ShardOpt = 4096,
+    overwrite: OverwriteOpt = False,
     config: ConfigOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Generate a synthetic dataset of what the WebSDR receivers hear (world from data.world).
+    """Generate transmissions of the synthetic world (data.world) through the feature extractor (data.features).
+
+    A cut-off run resumes where it stopped (the same command again). --format sigmf writes
+    the IQ behind the features as SigMF; importing it gives the same features.
 
     Examples:
 
       heimdall data synth --out data/rf-20k --samples 20000 --seed 0
 
       heimdall data synth --out s3://heimdall-datasets/rf-20k --samples 20000
-    """
-    import tempfile
 
+      heimdall data synth --out data/sigmf-100 --samples 100 --format sigmf
+    """
     from heimdall_cli.cli.common import settings_for
-    from heimdall_cli.data.shards import write_dataset
-    from heimdall_cli.data.store import upload_dataset
+    from heimdall_cli.errors import ConfigError
 
     settings = settings_for(config)
-    world = settings.data.world
-    if out.startswith("s3://"):
-        with tempfile.TemporaryDirectory(prefix="heimdall-synth-") as tmp:
-            write_dataset(Path(tmp), samples, seed, world, shard_size=shard_size)
-            manifest = upload_dataset(tmp, out, settings.storage)
-    else:
-        manifest = write_dataset(Path(out), samples, seed, world, shard_size=shard_size, overwrite=overwrite)
+    data = settings.data
+    if fmt == "sigmf":
+        from heimdall_cli.data.sigmf_io import write_synthetic
+
+        if out.startswith("s3://"):
+            raise ConfigError("--format sigmf writes a local folder.", "Give --out FOLDER.")
+        paths = write_synthetic(Path(out), samples, seed, data.world, data.features, datatype=datatype)
+        result = {"location": out, "format": "sigmf", "collections": len(paths), "datatype": datatype}
+        _render(result, [("location", out), ("collections", len(paths)), ("datatype", datatype)], json_out)
+        return
+    if fmt != "shards":
+        raise ConfigError(f"Format {fmt!r} is not shards or sigmf.")
+    from heimdall_cli.data.store import local_target
+    from heimdall_cli.data.synth import write_dataset
+
+    with local_target(out, settings.storage) as folder:
+        manifest = write_dataset(folder, samples, seed, data.world, data.features, shard_size=shard_size,
+                                 overwrite=overwrite)
     _show(manifest, out, json_out)
 
 
@@ -62,20 +92,131 @@ def info(
     from heimdall_cli.cli.common import settings_for
     from heimdall_cli.data.store import open_dataset
 
-    settings = settings_for(config)
-    reader = open_dataset(source, settings.storage)
+    reader = open_dataset(source, settings_for(config).storage)
     _show(reader.manifest, source, json_out)
 
 
+@import_app.command("sigmf")
+def import_sigmf(
+    paths: Annotated[list[Path], typer.Argument(help="Collections (.sigmf-collection) or folders of them.",
+                                                show_default=False)],
+    out: OutOpt,
+    skip_bad: SkipBadOpt = False,
+    shard_size: ShardOpt = 4096,
+    overwrite: OverwriteOpt = False,
+    config: ConfigOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Import SigMF: one collection per transmission, one recording per receiver (keys: README "SigMF").
+
+    The station slots are the stations the recordings name, in the order first seen.
+    Features are extracted with data.features. A cut-off import resumes (the same command).
+
+    Examples:
+
+      heimdall data import sigmf captures/ --out data/field-2026-11
+
+      heimdall data import sigmf captures/*.sigmf-collection --out s3://heimdall-datasets/field --skip-bad --json
+    """
+    from heimdall_cli.cli.common import settings_for
+    from heimdall_cli.data import sigmf_io
+    from heimdall_cli.data.importing import import_transmissions
+    from heimdall_cli.data.store import local_target
+    from heimdall_cli.errors import ConfigError
+
+    settings = settings_for(config)
+    collections = sigmf_io.find_collections(paths)
+    slots, broken = sigmf_io.station_table(collections)
+    if broken and not skip_bad:
+        raise ConfigError(next(iter(broken.values())), "Fix or remove it, or pass --skip-bad.")
+    usable = [c for c in collections if c not in broken]
+    source = {"kind": "sigmf", "collections": [str(c) for c in usable]}
+    with local_target(out, settings.storage) as folder:
+        manifest, report = import_transmissions(
+            sigmf_io.transmissions(usable), folder, slots=slots, params=settings.data.features, source=source,
+            job=source, skip_bad=skip_bad, overwrite=overwrite, shard_size=shard_size)
+    report.skipped_transmissions += len(broken)
+    _report_import(manifest, report, out, json_out)
+
+
+@import_app.command("acquisition")
+def import_acquisition(
+    out: OutOpt,
+    from_db: Annotated[str, typer.Option("--from-db", envvar="HEIMDALL_ACQUISITION_DB", show_envvar=True,
+                                         help="The acquisition database, postgresql://USER[:PASSWORD]@HOST/DB "
+                                         "(read only).", show_default=False)],
+    session: Annotated[list[str] | None, typer.Option("--session", help="Session id, repeatable.")] = None,
+    since: Annotated[datetime | None, typer.Option(help="Sessions that started at or after this time.")] = None,
+    until: Annotated[datetime | None, typer.Option(help="Sessions that started at or before this time.")] = None,
+    status: Annotated[list[str] | None, typer.Option("--status", help="Session status, repeatable "
+                                                     "(e.g. completed).")] = None,
+    iq_bucket: Annotated[str, typer.Option(help="Bucket of the IQ chunks (storage settings reach it).")]
+    = "heimdall-raw-iq",
+    skip_bad: SkipBadOpt = False,
+    shard_size: ShardOpt = 4096,
+    overwrite: OverwriteOpt = False,
+    config: ConfigOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Import what Heimdall's receivers recorded: one sample per (session, 1-second chunk), every station in it.
+
+    Reads heimdall.websdr_stations, recording_sessions, known_sources and measurements
+    (read only) and the np.save IQ chunks from the IQ bucket with the storage settings.
+    Sessions of a known source are labelled (its error margin kept); others are kept
+    unlabelled, for heimdall predict. A cut-off import resumes (the same command).
+
+    Examples:
+
+      heimdall data import acquisition --from-db postgresql://heimdall@db/heimdall --status completed --out data/rec
+
+      heimdall data import acquisition --from-db "$DB" --session 3f2a… --since 2026-11-01 --skip-bad --json
+    """
+    from heimdall_cli.cli.common import settings_for
+    from heimdall_cli.data.acquisition import Selection, open_source
+    from heimdall_cli.data.importing import import_transmissions
+    from heimdall_cli.data.store import local_target
+
+    settings = settings_for(config)
+    selection = Selection(session or [], since, until, status or [])
+    source = open_source(from_db, selection, settings.storage, bucket=iq_bucket,
+                         timeout_s=settings.tracking.query_timeout_s)
+    job = {"kind": "acquisition", "database": source.uri, "selection": selection.to_json(), "iq_bucket": iq_bucket}
+    with local_target(out, settings.storage) as folder:
+        manifest, report = import_transmissions(
+            source.units, folder, slots=source.stations, params=settings.data.features,
+            source={**job, "sessions": source.sessions}, job=job, skip_bad=skip_bad, overwrite=overwrite,
+            shard_size=shard_size)
+    _report_import(manifest, report, out, json_out, numbering=dict(source.numbering))
+
+
+def _report_import(manifest: Manifest, report: ImportReport, where: str, json_out: bool,
+                   numbering: dict[str, int] | None = None) -> None:
+    data = {"location": where, "manifest": manifest.to_json(), "import": report.to_json(),
+            "chunk_numbering": numbering}
+    rows: list[tuple[str, Any]] = [
+        ("location", where), ("samples", manifest.samples), ("labelled", report.labelled),
+        ("slots", ", ".join(r.name for r in manifest.receivers)),
+        ("skipped transmissions", report.skipped_transmissions), ("skipped recordings", report.skipped_recordings),
+        ("resumed after", f"{report.resumed_samples} samples" if report.resumed_samples else None),
+        ("content hash", manifest.content_hash)]
+    rows += [(f"IQ files found {how}", n) for how, n in (numbering or {}).items()]
+    rows += [(f"skipped: {reason}", n) for reason, n in report.problems.items()]
+    _render(data, rows, json_out)
+
+
 def _show(manifest: Any, where: str, json_out: bool) -> None:
+    data = manifest.to_json()
+    features = data.get("features") or {}
+    rows = [("location", where), ("samples", data.get("samples")), ("shards", len(data.get("shards", []))),
+            ("slots", ", ".join(r["name"] for r in data.get("receivers", []))),
+            ("features", ", ".join(f"{k} {v}" for k, v in features.items())),
+            ("source", (data.get("source") or {}).get("kind")),
+            ("content hash", data.get("content_hash")), ("format", f"{data.get('format')} v{data.get('version')}")]
+    _render(data, rows, json_out)
+
+
+def _render(data: Any, rows: list[tuple[str, Any]], json_out: bool) -> None:
     from heimdall_cli.cli.common import make_output
     from heimdall_cli.cli.output import table
 
-    data = manifest.to_json()
-
-    def human(console: Any) -> None:
-        rows = [("location", where), ("samples", data.get("samples")), ("shards", len(data.get("shards", []))),
-                ("content hash", data.get("content_hash")), ("format", f"{data.get('format')} v{data.get('version')}")]
-        console.print(table("Dataset", ["", "value"], rows))
-
-    make_output(json_out).result(data, human=human)
+    make_output(json_out).result(data, human=lambda console: console.print(table("Dataset", ["", "value"], rows)))

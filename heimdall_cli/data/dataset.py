@@ -2,13 +2,16 @@
 
 Items are dicts of tensors:
 
-- ``x``: float32 [R, n_mels, n_frames], log-mel dB normalised per receiver channel with
-  mean/std from the *train* split only;
+- ``receivers``: float32 [slots, width], the packed raw features the model reads
+  (:mod:`heimdall_cli.data.packing`); the network normalises them itself, with
+  :class:`FeatureStats` from the *train* split;
 - ``y``: float32 [2], transmitter (east, north) in **km** from the network centre
-  (azimuthal-equidistant frame, :mod:`heimdall_cli.data.geo`); ``Splits.to_latlon``
-  maps predictions back;
-- ``rx_power_dbm``: float32 [R], NaN where the receiver heard nothing; ``heard``: bool [R];
+  (azimuthal-equidistant frame, :mod:`heimdall_cli.data.geo`); ``y_sigma``: float32 [1],
+  the label's own uncertainty in km; ``Splits.to_latlon`` maps predictions back;
 - ``tx_latlon``: float64 [2], the label in degrees, for metrics in metres.
+
+Only labelled samples are split; unlabelled ones (recordings of unknown sources) are
+for ``heimdall predict``.
 """
 
 from __future__ import annotations
@@ -23,14 +26,18 @@ import torch
 from numpy.typing import NDArray
 from torch.utils.data import Dataset
 
+from heimdall_cli.data.features import SCALARS, params_dict
 from heimdall_cli.data.geo import from_local_m, to_local_m
+from heimdall_cli.data.packing import Layout
 from heimdall_cli.data.receivers import RECEIVERS, Receiver, network_centre
+from heimdall_cli.data.samples import Samples
 from heimdall_cli.data.shards import ShardReader
 from heimdall_cli.data.store import open_dataset
-from heimdall_cli.data.synth import SYNTH_VERSION, SynthBatch, generate
+from heimdall_cli.data.synth import features_of, generate, generator_info
+from heimdall_cli.errors import ConfigError
 
 if TYPE_CHECKING:
-    from heimdall_cli.settings import DataSettings, StorageSettings, WorldSettings
+    from heimdall_cli.settings import DataSettings, FeatureSettings, StorageSettings, WorldSettings
 
 LABEL_SCALE_M = 1000.0  # y is in km: O(100) targets train better than O(1e5) metres
 _SPLIT_STREAM = 2**63  # spawn key of the split RNG; synthetic blocks never get this far
@@ -38,14 +45,17 @@ _STATS_CHUNK = 1024
 
 
 @dataclass(frozen=True)
-class NormStats:
-    """Per-receiver-channel mean and std of the log-mel values (train split)."""
+class FeatureStats:
+    """Train-split statistics the network normalises with: per slot for spectrograms, per scalar."""
 
-    mean: NDArray[np.float32]  # [R]
-    std: NDArray[np.float32]  # [R]
+    spec_mean: NDArray[np.float32]  # [slots]
+    spec_std: NDArray[np.float32]  # [slots]
+    scalar_mean: NDArray[np.float32]  # [len(SCALARS)]
+    scalar_std: NDArray[np.float32]
 
     def to_json(self) -> dict[str, list[float]]:
-        return {"mean": [float(v) for v in self.mean], "std": [float(v) for v in self.std]}
+        return {k: [float(v) for v in getattr(self, k)] for k in ("spec_mean", "spec_std", "scalar_mean",
+                                                                  "scalar_std")}
 
 
 @dataclass(frozen=True)
@@ -61,72 +71,89 @@ class DatasetIdentity:
 
 
 class _Store:
-    """All samples: in-memory arrays, or small arrays plus memory-mapped shard spectrograms."""
+    """All samples: in memory, or small arrays plus memory-mapped shard spectrograms."""
 
-    def __init__(self, batch: SynthBatch | None = None, reader: ShardReader | None = None) -> None:
-        self.batch, self.reader = batch, reader
-        if batch is not None:
-            self.small = {k: getattr(batch, k) for k in SynthBatch.fields() if k != "spectrograms"}
+    def __init__(self, samples: Samples | None = None, reader: ShardReader | None = None) -> None:
+        self.samples, self.reader = samples, reader
+        if samples is not None:
+            self.small = {k: getattr(samples, k) for k in Samples.fields() if k != "spectrograms"}
+            self.layout = Layout(samples.spectrograms.shape[2], samples.spectrograms.shape[3])
         else:
             assert reader is not None
             self.small = reader.small_arrays()
             self.offsets = reader.offsets
+            shape = reader.manifest.shape
+            self.layout = Layout(shape["bands"], shape["frames"])
 
     def spec(self, idx: int) -> NDArray[np.float32]:
-        if self.batch is not None:
-            return self.batch.spectrograms[idx]
+        if self.samples is not None:
+            return self.samples.spectrograms[idx]
         assert self.reader is not None
         shard = int(np.searchsorted(self.offsets, idx, side="right")) - 1
         return self.reader.spectrograms(shard)[idx - self.offsets[shard]]
 
     def specs(self, sorted_idx: NDArray[np.int64]) -> NDArray[np.float32]:
         """Many spectrograms; ``sorted_idx`` ascending keeps memory-mapped reads sequential."""
-        if self.batch is not None:
-            return self.batch.spectrograms[sorted_idx]
+        if self.samples is not None:
+            return self.samples.spectrograms[sorted_idx]
         assert self.reader is not None
         shards = np.searchsorted(self.offsets, sorted_idx, side="right") - 1
         parts = [self.reader.spectrograms(int(s))[sorted_idx[shards == s] - self.offsets[s]] for s in np.unique(shards)]
         return np.concatenate(parts)
 
+    def packed(self, idx: int) -> NDArray[np.float32]:
+        """The packed row block [slots, width] of sample ``idx``."""
+        spec = self.spec(idx)
+        s = spec.shape[0]
+        out = np.empty((s, self.layout.width), np.float32)
+        out[:, self.layout.spec] = spec.reshape(s, -1)
+        out[:, self.layout.scalars] = self.small["scalars"][idx]
+        out[:, self.layout.position] = self.small["rx_latlon"][idx]
+        out[:, self.layout.mask] = self.small["rx_mask"][idx]
+        return out
+
 
 class RFDataset(Dataset):
-    """One split: a subset of the samples, normalised with the train statistics."""
+    """One split: a subset of the (labelled) samples."""
 
-    def __init__(self, store: _Store, indices: NDArray[np.int64], norm: NormStats, origin: tuple[float, float]):
+    def __init__(self, store: _Store, indices: NDArray[np.int64], origin: tuple[float, float]):
         self.store, self.indices = store, indices
-        self._mean = norm.mean[:, None, None]
-        self._inv_std = (1.0 / norm.std)[:, None, None]
         lat, lon = self.tx_latlon[:, 0], self.tx_latlon[:, 1]
         east, north = to_local_m(lat, lon, origin)
         self.y_km = (np.stack([east, north], axis=1) / LABEL_SCALE_M).astype(np.float32)
+        self.y_sigma_km = (self.small("label_sigma_m")[:, None] / LABEL_SCALE_M).astype(np.float32)
+
+    @classmethod
+    def of(cls, samples: Samples, origin: tuple[float, float]) -> RFDataset:
+        """All of ``samples`` (labelled) as one split."""
+        return cls(_Store(samples=samples), np.arange(len(samples)), origin)
 
     def __len__(self) -> int:
         return len(self.indices)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         idx = int(self.indices[i])
-        x = (self.store.spec(idx) - self._mean) * self._inv_std
         return {
-            "x": torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)),
+            "receivers": torch.from_numpy(self.store.packed(idx)),
             "y": torch.from_numpy(self.y_km[i]),
-            "rx_power_dbm": torch.from_numpy(self.store.small["rx_power_dbm"][idx]),
-            "heard": torch.from_numpy(self.store.small["heard"][idx]),
+            "y_sigma": torch.from_numpy(self.y_sigma_km[i]),
             "tx_latlon": torch.from_numpy(self.store.small["tx_latlon"][idx]),
         }
 
-    @property
-    def rx_power_dbm(self) -> NDArray[np.float32]:
-        """[N, R] for this split (the RSSI baseline's input)."""
-        return self.store.small["rx_power_dbm"][self.indices]
-
-    @property
-    def heard(self) -> NDArray[np.bool_]:
-        return self.store.small["heard"][self.indices]
+    def small(self, name: str) -> NDArray[Any]:
+        """A non-spectrogram field (``scalars``, ``rx_latlon``, ``rx_mask``, …) for this split."""
+        return self.store.small[name][self.indices]
 
     @property
     def tx_latlon(self) -> NDArray[np.float64]:
         """[N, 2] labels in degrees."""
-        return self.store.small["tx_latlon"][self.indices]
+        return self.small("tx_latlon")
+
+    def packed(self, limit: int | None = None) -> NDArray[np.float32]:
+        """[N, slots, width] packed inputs of (the first ``limit``) samples of this split."""
+        idx = self.indices[:limit]
+        return np.stack([self.store.packed(int(i)) for i in idx]) if len(idx) else np.zeros(
+            (0, self.store.small["rx_mask"].shape[1], self.store.layout.width), np.float32)
 
 
 @dataclass
@@ -136,11 +163,14 @@ class Splits:
     train: RFDataset
     val: RFDataset
     test: RFDataset
-    norm: NormStats
+    stats: FeatureStats
     identity: DatasetIdentity
     receivers: tuple[Receiver, ...]
     world: WorldSettings | None
     origin: tuple[float, float]
+    features: dict[str, Any]
+    layout: Layout
+    unlabelled: int = 0
     label_scale_m: float = LABEL_SCALE_M
 
     def to_latlon(self, y: Any) -> NDArray[np.float64]:
@@ -149,70 +179,99 @@ class Splits:
         lat, lon = from_local_m(y[:, 0], y[:, 1], self.origin)
         return np.stack([lat, lon], axis=1)
 
+    @property
+    def slots(self) -> int:
+        return len(self.receivers)
+
 
 def split_indices(n: int, val_fraction: float, test_fraction: float, seed: int) -> tuple[NDArray[np.int64], ...]:
     """Deterministic (train, val, test) index arrays, each sorted; val and test get >= 1."""
     n_val, n_test = max(1, round(n * val_fraction)), max(1, round(n * test_fraction))
     if n - n_val - n_test < 1:
-        from heimdall_cli.errors import ConfigError
-
-        raise ConfigError(f"{n} samples are too few for the val/test fractions.")
+        raise ConfigError(f"{n} labelled samples are too few for the val/test fractions.")
     perm = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(_SPLIT_STREAM,))).permutation(n)
     test, val, train = perm[:n_test], perm[n_test : n_test + n_val], perm[n_test + n_val :]
     return np.sort(train), np.sort(val), np.sort(test)
 
 
-def norm_stats(store: _Store, train_idx: NDArray[np.int64]) -> NormStats:
-    """Per-receiver mean/std over the given samples, accumulated in float64 chunks."""
-    total = s1 = s2 = 0.0
+def feature_stats(store: _Store, train_idx: NDArray[np.int64]) -> FeatureStats:
+    """Means and stds over the recorded slots of the given samples, accumulated in float64 chunks."""
+    slots = store.small["rx_mask"].shape[1]
+    count, s1, s2 = np.zeros(slots), np.zeros(slots), np.zeros(slots)
     for c in range(0, len(train_idx), _STATS_CHUNK):
-        x = store.specs(train_idx[c : c + _STATS_CHUNK]).astype(np.float64)
-        s1 = s1 + x.sum(axis=(0, 2, 3))
-        s2 = s2 + (x * x).sum(axis=(0, 2, 3))
-        total += x.shape[0] * x.shape[2] * x.shape[3]
-    mean = np.asarray(s1) / total
-    std = np.sqrt(np.maximum(np.asarray(s2) / total - mean**2, 1e-12))
-    return NormStats(mean.astype(np.float32), std.astype(np.float32))
+        chunk = train_idx[c : c + _STATS_CHUNK]
+        x = store.specs(chunk).astype(np.float64)
+        m = store.small["rx_mask"][chunk][..., None, None]
+        cells = x.shape[2] * x.shape[3]
+        count += m[..., 0, 0].sum(0) * cells
+        s1 += (x * m).sum(axis=(0, 2, 3))
+        s2 += (x * x * m).sum(axis=(0, 2, 3))
+    spec_mean = s1 / np.maximum(count, 1)
+    spec_std = np.sqrt(np.maximum(s2 / np.maximum(count, 1) - spec_mean**2, 1e-6))
+    mask = store.small["rx_mask"][train_idx]
+    scalars = store.small["scalars"][train_idx][mask].astype(np.float64)  # [recorded slots, K]
+    if len(scalars) == 0:
+        raise ConfigError("The train split holds no recorded receiver.")
+    scalar_mean, scalar_std = scalars.mean(0), np.maximum(scalars.std(0), 1e-3)
+    present = SCALARS.index("present")
+    scalar_mean[present], scalar_std[present] = 0.0, 1.0  # a flag stays a flag
+    return FeatureStats(spec_mean.astype(np.float32), spec_std.astype(np.float32), scalar_mean.astype(np.float32),
+                        scalar_std.astype(np.float32))
 
 
-def synthetic_digest(samples: int, seed: int, world: WorldSettings) -> str:
+def synthetic_digest(samples: int, seed: int, world: WorldSettings, params: FeatureSettings) -> str:
     """sha256 of the generator parameters: equal digests mean equal synthetic data."""
-    params = {
-        "generator": "heimdall-synth",
-        "version": SYNTH_VERSION,
-        "samples": samples,
-        "seed": seed,
-        "world": world.model_dump(mode="json"),
-    }
-    return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
+    info = {**generator_info(world, seed), "samples": samples, "features": features_of(world, params)}
+    return hashlib.sha256(json.dumps(info, sort_keys=True).encode()).hexdigest()
 
 
-def build_splits(data: DataSettings, storage: StorageSettings | None = None, *, cache_dir: Any = None) -> Splits:
-    """Load ``data.source`` ("synthetic", a dataset folder or s3://…) and split it."""
+def check_features(dataset: dict[str, Any], wanted: FeatureSettings, where: str,
+                   hint: str = "Use the dataset's parameters (drop the data.features settings) or import it again.",
+                   ) -> None:
+    """ConfigError when a dataset's features were made with other extractor parameters than ``wanted``."""
+    expected = params_dict(wanted)
+    if dataset != expected:
+        differ = sorted(k for k in set(dataset) | set(expected) if dataset.get(k) != expected.get(k))
+        shown = ", ".join(f"{k} {dataset.get(k)!r} (asked: {expected.get(k)!r})" for k in differ)
+        raise ConfigError(f"{where} was made with other feature parameters: {shown}.", hint)
+
+
+def build_splits(data: DataSettings, storage: StorageSettings | None = None, *, cache_dir: Any = None,
+                 features_explicit: bool = False) -> Splits:
+    """Load ``data.source`` ("synthetic", a dataset folder or s3://…) and split its labelled samples.
+
+    ``features_explicit``: the settings name ``data.features`` values; a dataset made with
+    others is then refused instead of read with its own.
+    """
     if data.source == "synthetic":
-        store = _Store(batch=generate(data.samples, data.seed, data.world))
-        receivers: tuple[Receiver, ...] = RECEIVERS
+        samples = generate(data.samples, data.seed, data.world, data.features)
+        store = _Store(samples=samples)
+        receivers: tuple[Receiver, ...] = RECEIVERS if not data.world.random_placement else tuple(
+            Receiver(f"slot-{i}", 0.0, 0.0, 0.0) for i in range(samples.rx_mask.shape[1]))
         world: WorldSettings | None = data.world
-        digest = synthetic_digest(data.samples, data.seed, data.world)
+        features = features_of(data.world, data.features)
+        digest = synthetic_digest(data.samples, data.seed, data.world, data.features)
         identity = DatasetIdentity(f"synthetic-{digest[:12]}", digest, "synthetic", "synthetic", data.samples)
     else:
         reader = open_dataset(data.source, storage, cache_dir=cache_dir)
-        store = _Store(reader=reader)
-        receivers = reader.manifest.receivers
-        world = reader.manifest.world if "world" in reader.manifest.generator else None
         m = reader.manifest
+        if features_explicit and m.features.get("kind") != "analytic-v1":
+            check_features(m.features, data.features, f"Dataset {data.source}")
+        store = _Store(reader=reader)
+        receivers, world, features = m.receivers, m.world, m.features
         identity = DatasetIdentity(reader.name, m.content_hash, data.source, "shards", m.samples)
-    n = len(store.small["tx_latlon"])
-    train_idx, val_idx, test_idx = split_indices(n, data.val_fraction, data.test_fraction, data.seed)
-    norm = norm_stats(store, train_idx)
-    origin = network_centre(receivers)
+    labelled = np.flatnonzero(np.isfinite(store.small["tx_latlon"]).all(axis=1))
+    train_idx, val_idx, test_idx = (labelled[i] for i in
+                                    split_indices(len(labelled), data.val_fraction, data.test_fraction, data.seed))
+    stats = feature_stats(store, train_idx)
+    if world is not None and world.random_placement:
+        origin = (float(np.mean(world.lat_range)), float(np.mean(world.lon_range)))
+    else:
+        origin = network_centre(receivers)
     return Splits(
-        train=RFDataset(store, train_idx, norm, origin),
-        val=RFDataset(store, val_idx, norm, origin),
-        test=RFDataset(store, test_idx, norm, origin),
-        norm=norm,
-        identity=identity,
-        receivers=receivers,
-        world=world,
-        origin=origin,
+        train=RFDataset(store, train_idx, origin), val=RFDataset(store, val_idx, origin),
+        test=RFDataset(store, test_idx, origin), stats=stats, identity=identity, receivers=receivers, world=world,
+        origin=origin, features=features, layout=store.layout, unlabelled=int(len(store.small["tx_latlon"])
+                                                                              - len(labelled)),
     )
+

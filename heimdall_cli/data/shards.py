@@ -1,23 +1,18 @@
-"""The project's sharded on-disk dataset format ("heimdall-rf", version 1).
+"""Shards of the project's dataset format: writing them (resumably), and reading them back.
 
-A dataset is a folder (or an S3 prefix) holding ``manifest.json`` and shards
-``shard-00000.npz`` …. Each shard is an *uncompressed* zip of ``.npy`` members named
-after the :class:`~heimdall_cli.data.synth.SynthBatch` fields, written with fixed zip
-timestamps so that the same seed gives the same bytes. Uncompressed storage lets the
-reader memory-map the spectrograms straight out of the zip.
+A dataset is a folder (or an S3 prefix) holding ``manifest.json``
+(:mod:`heimdall_cli.data.manifest`) and shards ``shard-00000.npz`` …. Each shard is an
+*uncompressed* zip of ``.npy`` members named after the
+:class:`~heimdall_cli.data.samples.Samples` fields, written with fixed zip timestamps so
+the same input gives the same bytes; uncompressed storage lets the reader memory-map
+the spectrograms straight out of the zip. Version-1 shards (analytic synthetic data) are
+read into the current layout.
 
-``manifest.json``::
-
-    {"format": "heimdall-rf", "version": 1, "samples": N,
-     "shape": {"receivers": R, "n_mels": M, "n_frames": F},
-     "shards": [{"file": "shard-00000.npz", "samples": n, "sha256": "…"}, …],
-     "generator": {"name": "heimdall-synth", "version": 1, "seed": S, "world": {…}},
-     "receivers": [{"name": …, "lat": …, "lon": …, "alt_m": …}, …],
-     "content_hash": sha256 of the shards' hex digests, in order, each followed by "\\n"}
-
-Every problem with a dataset (missing folder, manifest or shard, hash mismatch,
-unknown format or version, malformed shard) raises :class:`ConfigError` naming the
-file. Opening a dataset wherever it is (a folder or S3): :mod:`heimdall_cli.data.store`.
+:class:`ShardWriter` writes shards as samples arrive and the manifest last. It keeps
+``.write-state.json`` beside them (the job's fingerprint, the finished shards and the
+caller's cursor), so a cut-off import resumes after its last finished shard without
+writing any shard twice. Every problem with a dataset raises :class:`ConfigError`
+naming the file.
 """
 
 from __future__ import annotations
@@ -25,103 +20,24 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import struct
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from heimdall_cli.data.receivers import RECEIVERS, Receiver, receivers_from_json, receivers_to_json
-from heimdall_cli.data.synth import SYNTH_VERSION, SynthBatch, generate
+from heimdall_cli.data.manifest import MANIFEST, Manifest, ShardInfo, content_hash, read_manifest
+from heimdall_cli.data.receivers import Receiver
+from heimdall_cli.data.samples import Samples
 from heimdall_cli.errors import ConfigError
 
-if TYPE_CHECKING:
-    from heimdall_cli.settings import WorldSettings
-
-FORMAT = "heimdall-rf"
-VERSION = 1
-MANIFEST = "manifest.json"
 DEFAULT_SHARD_SIZE = 4096
-_SHARD_NAME = re.compile(r"^shard-\d{5,}\.npz$")  # also keeps S3 manifests from naming ../ paths
+STATE = ".write-state.json"
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
-
-
-@dataclass(frozen=True)
-class ShardInfo:
-    """One shard file as the manifest records it."""
-
-    file: str
-    samples: int
-    sha256: str
-
-
-@dataclass(frozen=True)
-class Manifest:
-    """The parsed and validated ``manifest.json``."""
-
-    samples: int
-    shape: dict[str, int]
-    shards: tuple[ShardInfo, ...]
-    generator: dict[str, Any]
-    receivers: tuple[Receiver, ...]
-    content_hash: str
-
-    @property
-    def world(self) -> WorldSettings:
-        from heimdall_cli.settings import WorldSettings
-
-        return WorldSettings.model_validate(self.generator["world"])
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "format": FORMAT,
-            "version": VERSION,
-            "samples": self.samples,
-            "shape": self.shape,
-            "shards": [{"file": s.file, "samples": s.samples, "sha256": s.sha256} for s in self.shards],
-            "generator": self.generator,
-            "receivers": receivers_to_json(self.receivers),
-            "content_hash": self.content_hash,
-        }
-
-    @classmethod
-    def from_json(cls, data: Any, where: str) -> Manifest:
-        """Validate ``data`` (read from ``where``, used in error messages)."""
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise ConfigError(f"{where}: not a {FORMAT} dataset manifest.")
-        if data.get("version") != VERSION:
-            raise ConfigError(
-                f"{where}: dataset format version {data.get('version')!r}; this heimdall reads version {VERSION}."
-            )
-        try:
-            shards = tuple(ShardInfo(str(s["file"]), int(s["samples"]), str(s["sha256"])) for s in data["shards"])
-            m = cls(
-                samples=int(data["samples"]),
-                shape={k: int(data["shape"][k]) for k in ("receivers", "n_mels", "n_frames")},
-                shards=shards,
-                generator=dict(data["generator"]),
-                receivers=receivers_from_json(data["receivers"]),
-                content_hash=str(data["content_hash"]),
-            )
-        except (KeyError, TypeError, ValueError) as e:
-            raise ConfigError(f"{where}: malformed manifest ({type(e).__name__}: {e}).") from None
-        bad = [s.file for s in shards if not _SHARD_NAME.match(s.file)]
-        if bad:
-            raise ConfigError(f"{where}: invalid shard file name {bad[0]!r}.")
-        if sum(s.samples for s in shards) != m.samples or len(m.receivers) != m.shape["receivers"]:
-            raise ConfigError(f"{where}: shard sample counts or receiver table disagree with the header.")
-        if content_hash([s.sha256 for s in shards]) != m.content_hash:
-            raise ConfigError(f"{where}: content_hash does not match the shard hashes.")
-        return m
-
-
-def content_hash(shard_hashes: list[str]) -> str:
-    """The dataset's identity: sha256 over its shard hashes, in order."""
-    return hashlib.sha256("".join(f"{h}\n" for h in shard_hashes).encode()).hexdigest()
+_V1_FIELDS = ("spectrograms", "rx_power_dbm", "tx_latlon", "heard", "tx_power_dbm")
 
 
 def sha256_file(path: Path) -> str:
@@ -132,49 +48,119 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def write_dataset(
-    out_dir: str | Path,
-    n: int,
-    seed: int,
-    world: WorldSettings,
-    shard_size: int = DEFAULT_SHARD_SIZE,
-    *,
-    overwrite: bool = False,
-) -> Manifest:
-    """Generate ``n`` synthetic samples into ``out_dir``; the manifest is written last."""
-    if n < 1 or shard_size < 1:
-        raise ConfigError("A dataset needs at least one sample and a shard size of at least 1.")
-    out = Path(out_dir)
-    if (out / MANIFEST).exists() and not overwrite:
-        raise ConfigError(f"{out / MANIFEST} already exists.", "Choose another folder or remove it.")
-    out.mkdir(parents=True, exist_ok=True)
-    shards = []
-    for i, start in enumerate(range(0, n, shard_size)):
-        batch = generate(min(shard_size, n - start), seed, world, start=start)
-        name = f"shard-{i:05d}.npz"
-        shards.append(ShardInfo(name, len(batch), _write_shard(out / name, batch)))
-    manifest = Manifest(
-        samples=n,
-        shape={"receivers": len(RECEIVERS), "n_mels": world.n_mels, "n_frames": world.n_frames},
-        shards=tuple(shards),
-        generator={
-            "name": "heimdall-synth",
-            "version": SYNTH_VERSION,
-            "seed": seed,
-            "world": world.model_dump(mode="json"),
-        },
-        receivers=RECEIVERS,
-        content_hash=content_hash([s.sha256 for s in shards]),
-    )
-    _atomic_write(out / MANIFEST, json.dumps(manifest.to_json(), indent=2).encode() + b"\n")
-    return manifest
+class ShardWriter:
+    """Write samples into ``out_dir`` shard by shard; :meth:`close` writes the manifest.
+
+    ``job`` fingerprints what is being written (source and parameters): with ``resume``
+    an existing state of the same job continues (:attr:`cursor` says where), another
+    job's state is refused. ``add(samples, cursors)`` takes, for each sample, the caller's
+    position after it (e.g. the number of source items read); the position after a
+    shard's last sample is saved with the shard.
+    """
+
+    def __init__(self, out_dir: str | Path, *, receivers: tuple[Receiver, ...], features: dict[str, Any],
+                 source: dict[str, Any], job: dict[str, Any], generator: dict[str, Any] | None = None,
+                 shard_size: int = DEFAULT_SHARD_SIZE, overwrite: bool = False, resume: bool = True) -> None:
+        if shard_size < 1:
+            raise ConfigError("The shard size must be at least 1.")
+        self.out = Path(out_dir)
+        if (self.out / MANIFEST).exists() and not overwrite:
+            raise ConfigError(f"{self.out / MANIFEST} already exists.", "Choose another folder or pass --overwrite.")
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.receivers, self.features, self.source, self.generator = receivers, features, source, generator or {}
+        self.shard_size = shard_size
+        self.fingerprint = hashlib.sha256(json.dumps(job, sort_keys=True, default=str).encode()).hexdigest()
+        self.shards: list[ShardInfo] = []
+        self.cursor: int | None = None  # where a resumed job continues (None: from the start)
+        self.extra: dict[str, Any] = {}  # the caller's counters, saved with each shard
+        self._buffer: list[tuple[Samples, NDArray[np.int64]]] = []
+        if (self.out / MANIFEST).exists():
+            (self.out / MANIFEST).unlink()  # --overwrite: the old dataset stops being one before we write
+        self._load_state(resume)
+
+    @property
+    def resumed_samples(self) -> int:
+        return sum(s.samples for s in self.shards)
+
+    def add(self, samples: Samples, cursors: Any) -> None:
+        """Queue ``samples`` (in source order) with each one's cursor; full shards are written at once."""
+        cursors = np.asarray(cursors, dtype=np.int64).reshape(-1)
+        if len(cursors) != len(samples):
+            raise ValueError("one cursor per sample")
+        if len(samples):
+            self._buffer.append((samples, cursors))
+        while sum(len(s) for s, _ in self._buffer) >= self.shard_size:
+            self._flush(self.shard_size)
+
+    def close(self) -> Manifest:
+        """Write what is left and the manifest (last and atomically); remove the state."""
+        if self._buffer:
+            self._flush(sum(len(s) for s, _ in self._buffer))
+        if not self.shards:
+            raise ConfigError("Nothing to write: no sample was produced.")
+        first = read_shard(self.out / self.shards[0].file)
+        manifest = Manifest(
+            samples=self.resumed_samples,
+            shape={"slots": first.rx_mask.shape[1], "bands": first.spectrograms.shape[2],
+                   "frames": first.spectrograms.shape[3], "scalars": first.scalars.shape[2]},
+            shards=tuple(self.shards), receivers=self.receivers, content_hash=content_hash(
+                [s.sha256 for s in self.shards]), features=self.features, source=self.source,
+            generator=self.generator,
+        )
+        _atomic_write(self.out / MANIFEST, json.dumps(manifest.to_json(), indent=2).encode() + b"\n")
+        (self.out / STATE).unlink(missing_ok=True)
+        return manifest
+
+    def _flush(self, n: int) -> None:
+        take: list[Samples] = []
+        count = 0
+        while count < n:
+            samples, cursors = self._buffer.pop(0)
+            need = n - count
+            if len(samples) > need:
+                self._buffer.insert(0, (samples.take(slice(need, None)), cursors[need:]))
+                samples, cursors = samples.take(slice(0, need)), cursors[:need]
+            take.append(samples)
+            count += len(samples)
+            cursor = int(cursors[-1])
+        name = f"shard-{len(self.shards):05d}.npz"
+        batch = Samples.concat(take)
+        self.shards.append(ShardInfo(name, len(batch), write_shard(self.out / name, batch)))
+        self.cursor = cursor
+        state = {"job": self.fingerprint, "cursor": self.cursor, "extra": self.extra,
+                 "shards": [s.__dict__ for s in self.shards]}
+        _atomic_write(self.out / STATE, json.dumps(state, default=str).encode())
+
+    def _load_state(self, resume: bool) -> None:
+        path = self.out / STATE
+        if not path.is_file():
+            return
+        try:
+            state = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"{path} is unreadable ({e}).", "Delete it to start the import over.") from None
+        if not resume:
+            path.unlink()
+            return
+        if state.get("job") != self.fingerprint:
+            raise ConfigError(f"{self.out} holds a cut-off write of another job ({path}).",
+                              "Use another folder, or delete the folder to start over.")
+        for entry in state.get("shards", []):
+            info = ShardInfo(**entry)
+            if not (self.out / info.file).is_file() or sha256_file(self.out / info.file) != info.sha256:
+                break  # keep the shards up to the first damaged one; the rest is written again
+            self.shards.append(info)
+        if len(self.shards) == len(state.get("shards", [])):
+            self.cursor, self.extra = state.get("cursor"), dict(state.get("extra") or {})
+        else:
+            self.shards, self.cursor = [], None  # a damaged shard: the cursor no longer matches; start over
 
 
-def _write_shard(path: Path, batch: SynthBatch) -> str:
+def write_shard(path: Path, batch: Samples) -> str:
     """Write a deterministic uncompressed zip of .npy members; return its sha256."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as zf:
-        for name in SynthBatch.fields():
+        for name in Samples.fields():
             info = zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_EPOCH)
             with zf.open(info, "w", force_zip64=True) as fh:
                 np.lib.format.write_array(fh, np.ascontiguousarray(getattr(batch, name)), allow_pickle=False)
@@ -183,25 +169,19 @@ def _write_shard(path: Path, batch: SynthBatch) -> str:
     return digest
 
 
+def read_shard(path: Path) -> Samples:
+    """One version-2 shard, in memory."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return Samples(**{k: z[k] for k in Samples.fields()})
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
+        raise ConfigError(f"{path}: malformed shard ({e}).") from None
+
+
 def _atomic_write(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)
-
-
-def read_manifest(root: Path, where: str | None = None) -> Manifest:
-    """Parse ``root/manifest.json``; ``where`` names it in errors (default: the local path)."""
-    path = root / MANIFEST
-    where = where or str(path)
-    if not root.is_dir():
-        raise ConfigError(f"Dataset folder {root} not found.", "Check data.source.")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{where} not found: {root} is not a heimdall dataset.", "Check data.source.") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ConfigError(f"{where}: cannot read manifest ({e}).") from None
-    return Manifest.from_json(data, where)
 
 
 @dataclass
@@ -226,14 +206,15 @@ class ShardReader:
         return np.concatenate([[0], np.cumsum([s.samples for s in self.manifest.shards])]).astype(np.int64)
 
     def spectrograms(self, shard: int) -> NDArray[np.float32]:
-        """[n, R, M, F] of one shard, memory-mapped (read-only)."""
+        """[n, S, bands, frames] of one shard, memory-mapped (read-only)."""
         if shard not in self._maps:
             self._maps[shard] = _memmap_member(self.root / self.manifest.shards[shard].file, "spectrograms")
         return self._maps[shard]
 
     def small_arrays(self) -> dict[str, NDArray[Any]]:
         """Every field except spectrograms, concatenated over all shards (in memory)."""
-        parts: dict[str, list[NDArray[Any]]] = {k: [] for k in SynthBatch.fields() if k != "spectrograms"}
+        names = _V1_FIELDS[1:] if self.manifest.version == 1 else [k for k in Samples.fields() if k != "spectrograms"]
+        parts: dict[str, list[NDArray[Any]]] = {k: [] for k in names}
         for s in self.manifest.shards:
             path = self.root / s.file
             try:
@@ -242,17 +223,29 @@ class ShardReader:
                         parts[k].append(z[k])
             except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
                 raise ConfigError(f"{path}: malformed shard ({e}).") from None
-        return {k: np.concatenate(v) for k, v in parts.items()}
+        small = {k: np.concatenate(v) for k, v in parts.items()}
+        return _from_v1(small, self.manifest) if self.manifest.version == 1 else small
 
-    def load(self) -> SynthBatch:
+    def load(self) -> Samples:
         """The whole dataset in memory."""
-        small = self.small_arrays()
         spec = np.concatenate([np.asarray(self.spectrograms(i)) for i in range(len(self.manifest.shards))])
-        return SynthBatch(spectrograms=spec, **small)
+        return Samples(spectrograms=spec, **self.small_arrays())
 
     def __getstate__(self) -> dict[str, Any]:
         # Memory maps are reopened in each DataLoader worker instead of being pickled (copied).
         return {**self.__dict__, "_maps": {}}
+
+
+def _from_v1(small: dict[str, NDArray[Any]], manifest: Manifest) -> dict[str, NDArray[Any]]:
+    from heimdall_cli.data.synth_analytic import SynthBatch, to_samples
+
+    n, r = small["heard"].shape
+    batch = SynthBatch(np.zeros((n, r, 1, 1), np.float32), small["rx_power_dbm"], small["tx_latlon"], small["heard"],
+                       small["tx_power_dbm"])
+    world = manifest.world
+    assert world is not None  # version-1 datasets are synthetic
+    samples = to_samples(batch, world, manifest.receivers)
+    return {k: getattr(samples, k) for k in Samples.fields() if k != "spectrograms"}
 
 
 def _memmap_member(path: Path, member: str) -> NDArray[Any]:
@@ -292,6 +285,6 @@ def open_local(root: str | Path, *, verify: bool = True, source: str | None = No
     reader = ShardReader(root, manifest, source or str(root))
     for i, s in enumerate(manifest.shards):
         spec = reader.spectrograms(i)
-        if spec.shape != (s.samples, shape["receivers"], shape["n_mels"], shape["n_frames"]):
+        if spec.shape != (s.samples, shape["slots"], shape["bands"], shape["frames"]):
             raise ConfigError(f"{root / s.file}: spectrograms have shape {spec.shape}, not what the manifest says.")
     return reader

@@ -7,8 +7,12 @@ refused credentials -> :class:`BackendUnavailable`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -105,3 +109,18 @@ def open_dataset(
     if source.startswith("s3://"):
         return open_local(download_dataset(source, storage, cache_dir), verify=False, source=source)
     return open_local(source)
+
+
+@contextmanager
+def local_target(out: str, storage: StorageSettings | None = None) -> Iterator[Path]:
+    """A local folder to write the dataset ``out`` into: ``out`` itself, or for ``s3://…`` a staging folder that
+    is uploaded (shards first, manifest last) when the block succeeds and kept for a resume when it fails."""
+    if not out.startswith("s3://"):
+        yield Path(out)
+        return
+    split_s3_uri(out)  # a malformed URI fails before any work
+    stage = default_cache_dir().parent / "staging" / hashlib.sha256(out.encode()).hexdigest()[:16]
+    stage.mkdir(parents=True, exist_ok=True)
+    yield stage
+    upload_dataset(stage, out, storage)
+    shutil.rmtree(stage, ignore_errors=True)

@@ -1,200 +1,65 @@
-"""Deterministic synthetic generator: what the 7 WebSDR receivers hear of one NFM transmission.
+"""The synthetic source: one entry point over both worlds, returning :class:`~heimdall_cli.data.samples.Samples`.
 
-Per sample (one transmission):
-
-- transmitter uniform in ``world.lat_range`` × ``world.lon_range`` (degrees), power
-  uniform in ``world.tx_power_dbm``;
-- per link, log-distance path loss :func:`path_loss_db` (free space up to 1 km, then
-  exponent ``world.path_loss_exponent``), log-normal shadowing σ = ``world.shadowing_db``;
-- small-scale fading over the ``n_frames`` frames: a line-of-sight link (probability
-  ``exp(-d / 50 km)``) is Rician with K = 12 dB − 0.1 dB/km (floored at 0 dB), otherwise
-  Rayleigh; the scattered part is an AR(1) complex Gaussian, correlation 0.8 frame to
-  frame (slow movement). Mean fading power is 1, so shadowing and path loss set the mean;
-- a receiver whose mean received power over the frames is below the noise floor hears
-  nothing (squelch closed): its spectrogram is noise only and ``rx_power_dbm`` is NaN.
-
-Spectrograms are an *analytic* model of log-mel band energy, not FFTs of simulated
-IQ: the view is the 12 kHz complex baseband around the carrier folded to |offset|
-0–6 kHz, split into ``n_mels`` mel-spaced rectangular bands. By Woodward's theorem
-(quasi-static FM) the power spectrum of an FM signal follows the distribution of its
-instantaneous frequency; a voice-driven deviation is modelled as a Gaussian with
-std = 60 Hz + deviation × syllabic envelope (an AR(1) talk-spurt process). FM has a
-constant envelope, so each frame's total signal energy is the received power of that
-frame; noise is flat over the 12.5 kHz channel. Band energies get the fluctuation of
-a periodogram (log of a Gamma with one degree of freedom per FFT bin in the band,
-moment-matched by a Gaussian in dB). Values are dB relative to ``REF_DBM``.
-
-Randomness: samples are made in fixed blocks of ``BLOCK_SIZE``; block ``b`` draws
-from ``SeedSequence(seed, spawn_key=(b,))`` (= ``SeedSequence(seed).spawn(b + 1)[b]``)
-in a fixed order and shape. Sample ``i`` is therefore identical whatever ``start``
-and ``n`` it is requested with (asking for one sample computes its whole block).
-Bytes are identical for the same seed, numpy version and platform.
+``world.version`` 2 (default) synthesises IQ (:mod:`heimdall_cli.data.synth_iq`); version 1
+is the analytic world that older datasets were made with (:mod:`heimdall_cli.data.synth_analytic`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from numpy.typing import NDArray
-from scipy.special import digamma, ndtr, polygamma
 
-from heimdall_cli.data.geo import haversine_m
+from heimdall_cli.data import synth_analytic, synth_iq
+from heimdall_cli.data.features import params_dict
+from heimdall_cli.data.manifest import ANALYTIC_FEATURES, Manifest
 from heimdall_cli.data.receivers import RECEIVERS, Receiver
+from heimdall_cli.data.samples import Samples
+from heimdall_cli.data.shards import DEFAULT_SHARD_SIZE, ShardWriter
+from heimdall_cli.errors import ConfigError
 
 if TYPE_CHECKING:
-    from heimdall_cli.settings import WorldSettings
+    from heimdall_cli.settings import FeatureSettings, WorldSettings
 
-SYNTH_VERSION = 1
-BLOCK_SIZE = 256
-REF_DBM = -120.0  # spectrogram dB reference, fixed across worlds
-CHANNEL_HZ = 12_500.0
-VIEW_HZ = 6_000.0  # 12 kHz complex baseband, folded to |offset|
-BIN_HZ = 12_000.0 / 256  # resolution of the notional FFT behind the band statistics
-CARRIER_WIDTH_HZ = 60.0
-FADING_RHO = 0.8
-VOICE_RHO = 0.7
-LOS_SCALE_KM = 50.0
-MIN_DISTANCE_KM = 0.01
-_DB = 10.0 / np.log(10.0)
+GENERATOR = "heimdall-synth"
 
 
-@dataclass
-class SynthBatch:
-    """N samples. Receivers are in :data:`RECEIVERS` order.
-
-    ``rx_power_dbm`` is the mean signal power over the frames (noise excluded), NaN
-    where ``heard`` is False.
-    """
-
-    spectrograms: NDArray[np.float32]  # [N, R, n_mels, n_frames], dB re REF_DBM
-    rx_power_dbm: NDArray[np.float32]  # [N, R]
-    tx_latlon: NDArray[np.float64]  # [N, 2] degrees
-    heard: NDArray[np.bool_]  # [N, R]
-    tx_power_dbm: NDArray[np.float32]  # [N]
-
-    def __len__(self) -> int:
-        return len(self.tx_latlon)
-
-    @staticmethod
-    def fields() -> tuple[str, ...]:
-        return ("spectrograms", "rx_power_dbm", "tx_latlon", "heard", "tx_power_dbm")
-
-    @classmethod
-    def empty(cls, n: int, n_receivers: int, n_mels: int, n_frames: int) -> SynthBatch:
-        return cls(
-            np.empty((n, n_receivers, n_mels, n_frames), np.float32),
-            np.empty((n, n_receivers), np.float32),
-            np.empty((n, 2), np.float64),
-            np.empty((n, n_receivers), np.bool_),
-            np.empty((n,), np.float32),
-        )
+def generate(n: int, seed: int, world: WorldSettings, params: FeatureSettings, start: int = 0) -> Samples:
+    """Samples ``start`` … ``start + n - 1`` of ``world`` (transmission seed ``seed``)."""
+    if world.version == 1:
+        return synth_analytic.to_samples(synth_analytic.generate(n, seed, world, start=start), world)
+    return synth_iq.generate(n, seed, world, params, start=start)
 
 
-def fspl_1km_db(frequency_mhz: float) -> float:
-    """Free-space path loss at 1 km (dB)."""
-    return 20.0 * float(np.log10(frequency_mhz)) + 32.44
+def features_of(world: WorldSettings, params: FeatureSettings) -> dict[str, Any]:
+    """The feature parameters a synthetic dataset of ``world`` records."""
+    return dict(ANALYTIC_FEATURES) if world.version == 1 else params_dict(params)
 
 
-def path_loss_db(d_km: NDArray[np.float64], frequency_mhz: float, exponent: float) -> NDArray[np.float64]:
-    """Log-distance path loss: FSPL(1 km) + 10·n·log10(d_km) beyond 1 km, free space inside."""
-    logd = np.log10(np.maximum(d_km, MIN_DISTANCE_KM))
-    return fspl_1km_db(frequency_mhz) + np.where(logd > 0, 10.0 * exponent, 20.0) * logd
+def generator_info(world: WorldSettings, seed: int) -> dict[str, Any]:
+    """The manifest's ``generator`` entry."""
+    version = synth_analytic.SYNTH_VERSION if world.version == 1 else synth_iq.VERSION
+    return {"name": GENERATOR, "version": version, "seed": seed, "world": world.model_dump(mode="json")}
 
 
-def mel_edges_hz(n_mels: int) -> NDArray[np.float64]:
-    """Edges of ``n_mels`` mel-spaced bands over 0–``VIEW_HZ``."""
-    top = 2595.0 * np.log10(1.0 + VIEW_HZ / 700.0)
-    return 700.0 * (10.0 ** (np.linspace(0.0, top, n_mels + 1) / 2595.0) - 1.0)
+def slots(world: WorldSettings, receivers: tuple[Receiver, ...] = RECEIVERS) -> int:
+    """Station slots of ``world``'s samples."""
+    return len(receivers) if world.version == 1 else synth_iq.slots(world, receivers)
 
 
-def generate(
-    n: int, seed: int, world: WorldSettings, start: int = 0, receivers: tuple[Receiver, ...] = RECEIVERS
-) -> SynthBatch:
-    """Samples ``start`` … ``start + n - 1`` of the world ``world`` with seed ``seed``."""
-    if n < 0 or start < 0:
-        raise ValueError("n and start must be >= 0")
-    out = SynthBatch.empty(n, len(receivers), world.n_mels, world.n_frames)
-    pos = 0
-    for block in range(start // BLOCK_SIZE, (start + n - 1) // BLOCK_SIZE + 1 if n else 0):
-        b0 = block * BLOCK_SIZE
-        lo, hi = max(start, b0) - b0, min(start + n, b0 + BLOCK_SIZE) - b0
-        full = _block(seed, block, world, receivers)
-        for name in SynthBatch.fields():
-            getattr(out, name)[pos : pos + hi - lo] = getattr(full, name)[lo:hi]
-        pos += hi - lo
-    return out
-
-
-def _ar1(rng: np.random.Generator, shape: tuple[int, ...], rho: float, complex_: bool = False) -> NDArray:
-    """Stationary unit-variance AR(1) along the last axis."""
-    w = rng.standard_normal((*shape, 2) if complex_ else shape)
-    if complex_:
-        w = (w[..., 0] + 1j * w[..., 1]) / np.sqrt(2.0)
-    x = np.empty_like(w)
-    x[..., 0] = w[..., 0]
-    innov = np.sqrt(1.0 - rho * rho)
-    for t in range(1, shape[-1]):
-        x[..., t] = rho * x[..., t - 1] + innov * w[..., t]
-    return x
-
-
-def _block(seed: int, block: int, world: WorldSettings, receivers: tuple[Receiver, ...]) -> SynthBatch:
-    """One full block; every draw has a fixed shape and order so samples never shift."""
-    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(block,)))
-    b, r, m, f = BLOCK_SIZE, len(receivers), world.n_mels, world.n_frames
-
-    lat = rng.uniform(*world.lat_range, size=b)
-    lon = rng.uniform(*world.lon_range, size=b)
-    ptx = rng.uniform(*world.tx_power_dbm, size=b)
-    shadow = world.shadowing_db * rng.standard_normal((b, r))
-    los_draw = rng.random((b, r))
-    los_phase = np.exp(2j * np.pi * rng.random((b, r)))
-    scatter = _ar1(rng, (b, r, f), FADING_RHO, complex_=True)
-    envelope = _ar1(rng, (b, f), VOICE_RHO)
-    loudness = rng.uniform(0.5, 1.0, size=(b, 1))
-    z_band = rng.standard_normal((b, r, m, f), dtype=np.float32)  # the big draw: float32 halves its cost
-
-    # Link budget.
-    rx_lat = np.array([x.lat for x in receivers])
-    rx_lon = np.array([x.lon for x in receivers])
-    d_km = haversine_m(lat[:, None], lon[:, None], rx_lat, rx_lon) / 1000.0
-    mean_dbm = ptx[:, None] - path_loss_db(d_km, world.frequency_mhz, world.path_loss_exponent) + shadow
-
-    # Small-scale fading, unit mean power: Rician (LOS, K falls with distance) or Rayleigh.
-    los = los_draw < np.exp(-d_km / LOS_SCALE_KM)
-    k = np.where(los, 10.0 ** (np.maximum(12.0 - 0.1 * d_km, 0.0) / 10.0), 0.0)
-    h = np.sqrt(k / (k + 1))[..., None] * los_phase[..., None] + np.sqrt(1 / (k + 1))[..., None] * scatter
-    frame_mw = 10.0 ** (mean_dbm / 10.0)[..., None] * (h.real**2 + h.imag**2)  # [b, r, f]
-
-    noise_mw = 10.0 ** (world.noise_floor_dbm / 10.0)
-    power_mw = frame_mw.mean(axis=-1)
-    heard = power_mw > noise_mw
-    frame_mw *= heard[..., None]  # squelch closed: noise only
-
-    # FM spectrum shape per frame (same for all receivers): folded Gaussian (Woodward).
-    edges = mel_edges_hz(m)
-    deviation_hz = CARRIER_WIDTH_HZ + 2000.0 * loudness / (1.0 + np.exp(-2.0 * envelope + 0.5))  # [b, f]
-    cdf = ndtr(edges[None, :, None] / deviation_hz[:, None, :])  # [b, m+1, f]
-    frac = 2.0 * np.diff(cdf, axis=1)  # [b, m, f]
-    band_hz = np.diff(edges)
-    noise_band_mw = noise_mw * 2.0 * band_hz / CHANNEL_HZ  # both sides of the carrier
-    energy = frame_mw[:, :, None, :] * frac[:, None, :, :] + noise_band_mw[None, None, :, None]
-
-    # Periodogram fluctuation: log Gamma(k, 1/k), k = FFT bins in the band, as a Gaussian in dB.
-    dof = np.maximum(2.0 * band_hz / BIN_HZ, 1.0)
-    mu_db = (_DB * (digamma(dof) - np.log(dof)) - REF_DBM).astype(np.float32)
-    sd_db = (_DB * np.sqrt(polygamma(1, dof))).astype(np.float32)
-    spec = np.log(energy.astype(np.float32))
-    spec *= np.float32(_DB)
-    spec += mu_db[:, None] + sd_db[:, None] * z_band
-
-    rx_dbm = np.where(heard, _DB * np.log(np.where(heard, power_mw, 1.0)), np.nan)
-    return SynthBatch(
-        spectrograms=spec,
-        rx_power_dbm=rx_dbm.astype(np.float32),
-        tx_latlon=np.stack([lat, lon], axis=1),
-        heard=heard,
-        tx_power_dbm=ptx.astype(np.float32),
-    )
+def write_dataset(out_dir: str | Path, n: int, seed: int, world: WorldSettings, params: FeatureSettings,
+                  shard_size: int = DEFAULT_SHARD_SIZE, *, overwrite: bool = False) -> Manifest:
+    """Generate ``n`` samples into the dataset folder ``out_dir`` (resumes a cut-off run of the same job)."""
+    if n < 1:
+        raise ConfigError("A dataset needs at least one sample.")
+    features = features_of(world, params)
+    job = {"kind": "synthetic", "n": n, "seed": seed, "world": world.model_dump(mode="json"), "features": features,
+           "shard_size": shard_size}
+    writer = ShardWriter(out_dir, receivers=RECEIVERS, features=features, generator=generator_info(world, seed),
+                         source={"kind": "synthetic", "seed": seed, "samples": n}, job=job, shard_size=shard_size,
+                         overwrite=overwrite)
+    for start in range(writer.resumed_samples, n, shard_size):
+        count = min(shard_size, n - start)
+        writer.add(generate(count, seed, world, params, start=start), np.arange(start + 1, start + count + 1))
+    return writer.close()

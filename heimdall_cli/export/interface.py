@@ -1,13 +1,15 @@
 """The deployed model's interface, shared by the torch model, its ONNX export and their consumers.
 
-Input ``spectrograms``: float32 [batch, receivers, n_mels, n_frames], log-mel dB as the
-data layer produces them. Output ``prediction``: float32 [batch, 4] with the columns
+Input ``receivers``: float32 [batch, slots, bands·frames + 8], every receiver slot's
+features packed into one row (:mod:`heimdall_cli.data.packing`: spectrogram, scalars,
+latitude, longitude, mask). Output ``prediction``: float32 [batch, 4] with the columns
 :data:`OUTPUT_COLUMNS`. The batch axis is dynamic.
 """
 
 from __future__ import annotations
 
-INPUT_NAME = "spectrograms"
+INPUT_NAME = "receivers"
 OUTPUT_NAME = "prediction"
 OUTPUT_COLUMNS = ("lat_deg", "lon_deg", "sigma_east_m", "sigma_north_m")
-INPUT_LAYOUT = "log-mel dB [batch, receivers, n_mels, n_frames]"
+INPUT_LAYOUT = ("packed receivers [batch, slots, bands*frames + 8]: spectrogram (dBFS), power_db, noise_db, "
+                "snr_db, offset_hz, present, lat, lon, mask")

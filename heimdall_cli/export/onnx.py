@@ -3,9 +3,9 @@
 ``mlflow.pytorch.load_model`` of a ``pt2`` model returns the ``torch.export`` graph
 module (``ExportedProgram.module()``). That object refuses ``train()``/``eval()``,
 and the torch.export-based ONNX exporter needs ``onnxscript`` (not installed), so
-the graph is traced with the TorchScript exporter behind a thin wrapper. Two aten
-ops of the lat/lon head have no TorchScript symbolic (``sinc``, ``rad2deg``); they
-are registered here. The head computes in float64, and onnxruntime's CPU kernels
+the graph is traced with the TorchScript exporter behind a thin wrapper. Three aten
+ops of the projections have no TorchScript symbolic (``sinc``, ``rad2deg``, ``deg2rad``);
+they are registered here. The head computes in float64, and onnxruntime's CPU kernels
 for ``Asin``/``Atan`` are float32 only: those nodes get Casts around them (about
 1e-7 rad, i.e. < 1 m, well inside the parity tolerance).
 
@@ -70,8 +70,12 @@ def _register_symbolics() -> None:
     def rad2deg(g: Any, x: Any) -> Any:
         return g.op("Mul", x, const(g, 180.0 / math.pi, x))
 
+    def deg2rad(g: Any, x: Any) -> Any:
+        return g.op("Mul", x, const(g, math.pi / 180.0, x))
+
     register_custom_op_symbolic("aten::sinc", sinc, 15)
     register_custom_op_symbolic("aten::rad2deg", rad2deg, 15)
+    register_custom_op_symbolic("aten::deg2rad", deg2rad, 15)
     _registered = True
 
 

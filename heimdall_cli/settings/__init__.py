@@ -10,12 +10,12 @@ from heimdall_cli.settings.models import (
     StorageSettings,
     TrackingSettings,
     TrainingSettings,
-    WorldSettings,
 )
 from heimdall_cli.settings.resolve import load_settings, parse_overrides, set_flag
+from heimdall_cli.settings.world import FeatureSettings, WorldSettings
 
-__all__ = ["SECRET_KEYS", "DataSettings", "Settings", "StorageSettings", "TrackingSettings", "TrainingSettings",
-           "WorldSettings", "explain", "load_settings", "parse_overrides", "run_params", "set_flag",
+__all__ = ["SECRET_KEYS", "DataSettings", "FeatureSettings", "Settings", "StorageSettings", "TrackingSettings",
+           "TrainingSettings", "WorldSettings", "explain", "load_settings", "parse_overrides", "run_params", "set_flag",
            "to_display_dict"]
 
 

@@ -13,16 +13,14 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from heimdall_cli.settings.world import FeatureSettings, Section, WorldSettings
 
 ENV_PREFIX = "HEIMDALL_"
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class TrackingSettings(_Section):
+class TrackingSettings(Section):
     """Where runs, metrics and the model registry live."""
 
     uri: str = Field(
@@ -97,7 +95,7 @@ class TrackingSettings(_Section):
         return urlunsplit(parts._replace(netloc=netloc))
 
 
-class StorageSettings(_Section):
+class StorageSettings(Section):
     """Where artifacts (checkpoints, models, plots) are stored."""
 
     artifact_root: str = Field(
@@ -147,7 +145,7 @@ class StorageSettings(_Section):
         return urlsplit(self.artifact_root).netloc if self.is_s3 else None
 
 
-class TrainingSettings(_Section):
+class TrainingSettings(Section):
     """Model and optimisation. Defaults are the seed's production values."""
 
     backbone: str = Field("convnext_large", description="timm model name (CONVNEXT_LARGE also works).")
@@ -199,21 +197,7 @@ class TrainingSettings(_Section):
         return int(self.devices)
 
 
-class WorldSettings(_Section):
-    """Parameters of the synthetic RF world (written into every dataset manifest)."""
-
-    frequency_mhz: float = Field(145.0, gt=0, description="Carrier frequency.")
-    path_loss_exponent: float = Field(2.5, ge=1.5, le=5, description="Log-distance path-loss exponent.")
-    shadowing_db: float = Field(6.0, ge=0, description="Log-normal shadowing σ per link (dB).")
-    tx_power_dbm: tuple[float, float] = Field((30.0, 40.0), description="Transmit power range (dBm).")
-    noise_floor_dbm: float = Field(-120.0, description="Noise floor in a 12.5 kHz channel (dBm).")
-    lat_range: tuple[float, float] = Field((44.0, 46.0), description="Transmitter latitude range.")
-    lon_range: tuple[float, float] = Field((7.0, 10.0), description="Transmitter longitude range.")
-    n_mels: int = Field(32, ge=4, description="Mel bands per spectrogram.")
-    n_frames: int = Field(32, ge=4, description="Time frames per spectrogram.")
-
-
-class DataSettings(_Section):
+class DataSettings(Section):
     """Where samples come from and how they are split."""
 
     source: str = Field("synthetic", description="synthetic, a dataset folder, or s3://BUCKET/PREFIX.")
@@ -222,6 +206,8 @@ class DataSettings(_Section):
     val_fraction: float = Field(0.1, gt=0, lt=0.5, description="Share of samples for validation.")
     test_fraction: float = Field(0.1, gt=0, lt=0.5, description="Share of samples for the test split.")
     world: WorldSettings = Field(default_factory=WorldSettings, description="Synthetic world parameters.")
+    features: FeatureSettings = Field(default_factory=FeatureSettings,
+                                      description="The IQ feature extractor (recorded and synthetic data alike).")
 
 
 class Settings(BaseSettings):

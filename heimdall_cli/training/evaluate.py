@@ -4,21 +4,23 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 if TYPE_CHECKING:
-    from heimdall_cli.data.dataset import Splits
     from heimdall_cli.training.prepare import Prepared
+
+SIM_TO_REAL_SEED_OFFSET = 1_000_003  # other transmissions too, not only another terrain
 
 
 def evaluate(prep: Prepared) -> tuple[dict[str, float], str | None]:
-    """Test the best checkpoint, score the baselines, log the plots and the model.
+    """Test the best checkpoint, score the references and the sim-to-real check, log the plots and the model.
 
     Returns the test metrics (as logged) and the logged model's ``runs:/`` URI (None when untracked).
     """
     from heimdall_cli.data.baselines import errors_m
+    from heimdall_cli.data.reference import reference_estimates
 
     parts, splits = prep.parts, prep.splits
     trainer = parts.trainer
@@ -28,39 +30,51 @@ def evaluate(prep: Prepared) -> tuple[dict[str, float], str | None]:
     test = {k: float(v) for k, v in (metrics[0] if metrics else {}).items()}
     if not trainer.is_global_zero:
         return test, None
-    pred_latlon = _predict_latlon(prep)
-    baselines = _baselines(splits)
+    pred_latlon = _predict_latlon(prep, prep.loaders["test"])
+    world = splits.world or (prep.settings.data.world if splits.identity.kind != "synthetic" else None)
+    references = reference_estimates(splits.test, world, splits.features, prep.settings.data.features)
     true = splits.test.tx_latlon
     extra = {f"test/baseline_{name}_error_m_p50": float(np.median(errors_m(pred, true)))
-             for name, pred in baselines.items()}
+             for name, pred in references.items()}
+    extra.update(_sim_to_real(prep, float(np.median(errors_m(pred_latlon, true)))))
     parts.logger.log_metrics(extra, step=trainer.global_step)
     test.update(extra)
     if prep.tracker is None or parts.uploader is None:
         return test, None
-    _log_plots(prep, pred_latlon, baselines)
+    _log_plots(prep, pred_latlon, references)
     return test, _log_model(prep)
 
 
-def _predict_latlon(prep: Prepared) -> np.ndarray:
+def _predict_latlon(prep: Prepared, loader: Any) -> np.ndarray:
     import torch
 
     model = prep.model.eval()
     outs = []
     with torch.no_grad():
-        for batch in prep.loaders["test"]:
-            mu, _ = model(batch["x"].to(model.device))
+        for batch in loader:
+            mu, _ = model(batch["receivers"].to(model.device))
             outs.append(mu.float().cpu().numpy())
     return prep.splits.to_latlon(np.concatenate(outs))
 
 
-def _baselines(splits: Splits) -> dict[str, np.ndarray]:
-    from heimdall_cli.data.baselines import centre_baseline, rssi_multilateration
+def _sim_to_real(prep: Prepared, test_p50: float) -> dict[str, float]:
+    """The model on the same network over another terrain (field_seed + 1): the error and its ratio to test."""
+    from torch.utils.data import DataLoader
 
-    n = len(splits.test)
-    out = {"centre": centre_baseline(n, splits.receivers)}
-    if splits.world is not None:
-        out["rssi"] = rssi_multilateration(splits.test.rx_power_dbm, splits.world, splits.receivers)
-    return out
+    from heimdall_cli.data.baselines import errors_m
+    from heimdall_cli.data.dataset import RFDataset
+    from heimdall_cli.data.synth import generate
+
+    splits, data = prep.splits, prep.settings.data
+    world = splits.world
+    if splits.identity.kind != "synthetic" or world is None or world.version != 2 or world.random_placement:
+        return {}
+    other = world.model_copy(update={"field_seed": world.field_seed + 1})
+    samples = generate(len(splits.test), data.seed + SIM_TO_REAL_SEED_OFFSET, other, data.features)
+    split = RFDataset.of(samples, splits.origin)
+    pred = _predict_latlon(prep, DataLoader(split, batch_size=prep.settings.training.batch_size))
+    p50 = float(np.median(errors_m(pred, samples.tx_latlon)))
+    return {"test/sim2real_error_m_p50": p50, "test/sim2real_gap": p50 / test_p50 if test_p50 > 0 else float("nan")}
 
 
 def _log_plots(prep: Prepared, pred_latlon: np.ndarray, baselines: dict[str, np.ndarray]) -> None:
@@ -72,7 +86,7 @@ def _log_plots(prep: Prepared, pred_latlon: np.ndarray, baselines: dict[str, np.
     folder.mkdir(parents=True, exist_ok=True)
     curves = {"model": errors_m(pred_latlon, true)}
     curves.update({f"{k} baseline": errors_m(v, true) for k, v in baselines.items()})
-    receivers = [(r.name, r.lat, r.lon) for r in prep.splits.receivers]
+    receivers = [(r.name, r.lat, r.lon) for r in prep.splits.receivers if r.lat or r.lon]
     for path in (error_cdf(curves, folder / "error_cdf.png"),
                  prediction_map(true, pred_latlon, receivers, folder / "prediction_map.png")):
         prep.parts.uploader.upload(path, "plots")
@@ -81,21 +95,22 @@ def _log_plots(prep: Prepared, pred_latlon: np.ndarray, baselines: dict[str, np.
 def _log_model(prep: Prepared) -> str:
     import torch
 
+    from heimdall_cli.data.receivers import receivers_to_json
     from heimdall_cli.export.interface import INPUT_LAYOUT, OUTPUT_COLUMNS
     from heimdall_cli.tracking.models import save_pytorch_model
     from heimdall_cli.training.deployed import DeployedLocalizer
 
     splits = prep.splits
-    deployed = DeployedLocalizer(prep.model.net.cpu().eval(), splits.norm.mean, splits.norm.std, splits.origin,
-                                 splits.label_scale_m).eval()
-    raw = np.stack([splits.test.store.spec(int(i)) for i in splits.test.indices[:2]]).astype(np.float32)
+    deployed = DeployedLocalizer(prep.model.net.cpu().eval(), splits.origin, splits.label_scale_m).eval()
+    raw = splits.test.packed(limit=2)
     with torch.no_grad():
         deployed(torch.from_numpy(raw))
     folder = prep.parts.run_dir / "model"
     shutil.rmtree(folder, ignore_errors=True)
-    save_pytorch_model(deployed, folder, input_example=raw,
-                       metadata={"outputs": list(OUTPUT_COLUMNS), "input": INPUT_LAYOUT,
-                                 "receivers": [r.name for r in splits.receivers]})
+    save_pytorch_model(deployed, folder, input_example=raw, metadata={
+        "outputs": list(OUTPUT_COLUMNS), "input": INPUT_LAYOUT, "receivers": receivers_to_json(splits.receivers),
+        "slots": splits.slots, "bands": splits.layout.bands, "frames": splits.layout.frames,
+        "features": splits.features, "origin": list(splits.origin)})
     # Through the upload queue, like checkpoints: it waits out an outage instead of failing the run.
     prep.parts.uploader.upload(folder, "model", snapshot=False)
     return f"runs:/{prep.tracker.run_id}/model"

@@ -1,9 +1,10 @@
 """The localization model: a timm backbone over the receivers' spectrograms plus a Gaussian head.
 
-Receivers are the image channels (``in_chans`` = number of receivers). The head
-predicts the transmitter's position in the local east/north frame (km from the
-network centre) and a per-axis σ (softplus, km); the loss is the Gaussian
-negative log-likelihood. Validation and test report errors in metres
+Receiver slots are the image channels of the backbone; their scalars, positions and
+masks enter through a side network (:class:`LocalizationNet`). The head predicts the
+transmitter's position in the local east/north frame (km from the network centre) and a
+per-axis σ (softplus, km); the loss is the Gaussian negative log-likelihood (with the
+label's own uncertainty added to σ). Validation and test report errors in metres
 (haversine on latitude/longitude) and the coverage of the predicted 68 % region.
 """
 
@@ -18,33 +19,72 @@ import numpy as np
 import torch
 from torch import nn
 
+from heimdall_cli.data.features import SCALARS
+from heimdall_cli.data.receivers import NETWORK_CENTRE
 from heimdall_cli.training.backbone import create_backbone
+from heimdall_cli.training.projection import to_local_m
 
 # Radius (in σ) of the 68 % region of a 2-D Gaussian with independent axes: sqrt(-2 ln 0.32).
 R68 = math.sqrt(-2.0 * math.log(1.0 - 0.68))
 MIN_SIGMA_KM = 0.01
+N_SCALARS = len(SCALARS)
+POSITION_SCALE_M = 100_000.0  # receiver positions enter the side network in units of 100 km
 
 
 class LocalizationNet(nn.Module):
-    """Backbone + head: spectrograms [B, R, M, T] -> (mu_km [B, 2], sigma_km [B, 2])."""
+    """Packed receiver features [B, S, width] -> (mu_km [B, 2], sigma_km [B, 2]).
 
-    def __init__(self, backbone: nn.Module, hidden: int = 256) -> None:
+    The spectrograms (one image channel per receiver slot) go through the timm backbone;
+    each slot's scalars, position (east/north from ``origin``) and mask through a small
+    MLP over all slots; the head reads both. Inputs are normalised inside, with the
+    train split's statistics, so the module takes the raw packed features.
+    """
+
+    def __init__(self, backbone: nn.Module, slots: int, bands: int, frames: int, origin: tuple[float, float],
+                 stats: dict[str, list[float]] | None = None, hidden: int = 256, side: int = 128) -> None:
         super().__init__()
         self.backbone = backbone
-        features = int(getattr(backbone, "num_features", 0) or backbone(torch.zeros(1, 7, 32, 32)).shape[-1])
+        self.slots, self.bands, self.frames = slots, bands, frames
+        self.phi0, self.lam0 = math.radians(origin[0]), math.radians(origin[1])
+        stats = stats or {"spec_mean": [0.0] * slots, "spec_std": [1.0] * slots,
+                          "scalar_mean": [0.0] * N_SCALARS, "scalar_std": [1.0] * N_SCALARS}
+        self.register_buffer("spec_mean", torch.tensor(stats["spec_mean"], dtype=torch.float32).view(1, -1, 1, 1))
+        spec_std = torch.tensor(stats["spec_std"], dtype=torch.float32).view(1, -1, 1, 1)
+        self.register_buffer("spec_inv_std", 1.0 / spec_std)
+        self.register_buffer("scalar_mean", torch.tensor(stats["scalar_mean"], dtype=torch.float32))
+        self.register_buffer("scalar_inv_std", 1.0 / torch.tensor(stats["scalar_std"], dtype=torch.float32))
+        features = int(getattr(backbone, "num_features", 0)
+                       or backbone(torch.zeros(1, slots, bands, frames)).shape[-1])
+        self.side = nn.Sequential(nn.Linear(slots * (N_SCALARS + 3), side), nn.GELU(), nn.Linear(side, side), nn.GELU())
         self.head = nn.Sequential(
-            nn.Linear(features, hidden), nn.GELU(), nn.Dropout(0.1), nn.Linear(hidden, 4)
+            nn.Linear(features + side, hidden), nn.GELU(), nn.Dropout(0.1), nn.Linear(hidden, 4)
         )
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        out = self.head(self.backbone(x))
+    def forward(self, receivers: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        cells = self.bands * self.frames
+        mask = receivers[..., -1:]  # [B, S, 1]
+        # flatten/unflatten, not reshape with the batch size: the traced ONNX graph keeps the batch dynamic
+        spec = receivers[..., :cells].unflatten(-1, (self.bands, self.frames))
+        spec = (spec - self.spec_mean) * self.spec_inv_std * mask[..., None]
+        scalars = (receivers[..., cells : cells + N_SCALARS] - self.scalar_mean) * self.scalar_inv_std
+        east, north = to_local_m(receivers[..., cells + N_SCALARS], receivers[..., cells + N_SCALARS + 1],
+                                 self.phi0, self.lam0)
+        position = torch.stack([east, north], dim=-1).to(receivers.dtype) / POSITION_SCALE_M
+        side = torch.cat([scalars, position, torch.ones_like(mask)], dim=-1) * mask
+        out = self.head(torch.cat([self.backbone(spec), self.side(side.flatten(1))], dim=-1))
         mu = out[:, :2] * 100.0  # km: targets span about ±150 km
         sigma = nn.functional.softplus(out[:, 2:]) * 50.0 + MIN_SIGMA_KM
         return mu, sigma
 
 
-def gaussian_nll(mu: torch.Tensor, sigma: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean negative log-likelihood of ``target`` under N(mu, diag(sigma²)), per axis, in km units."""
+def gaussian_nll(mu: torch.Tensor, sigma: torch.Tensor, target: torch.Tensor,
+                 target_sigma: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean negative log-likelihood of ``target`` under N(mu, diag(sigma² + target_sigma²)), per axis, in km.
+
+    ``target_sigma`` is the label's own uncertainty (a known source's error margin).
+    """
+    if target_sigma is not None:
+        sigma = torch.sqrt(sigma.square() + target_sigma.square())
     z = (target - mu) / sigma
     return (0.5 * z.pow(2) + torch.log(sigma) + 0.5 * math.log(2 * math.pi)).mean()
 
@@ -63,7 +103,11 @@ class LocalizationLitModule(L.LightningModule):
         *,
         pretrained: bool = False,
         pretrained_path: str | Path | None = None,
-        in_chans: int = 7,
+        slots: int = 7,
+        bands: int = 32,
+        frames: int = 32,
+        origin: tuple[float, float] = NETWORK_CENTRE,
+        stats: dict[str, list[float]] | None = None,
         freeze_backbone: bool = False,
         learning_rate: float = 1e-3,
         weight_decay: float = 0.05,
@@ -72,20 +116,21 @@ class LocalizationLitModule(L.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        net = create_backbone(backbone, in_chans, pretrained=pretrained,
+        net = create_backbone(backbone, slots, pretrained=pretrained,
                               pretrained_path=Path(pretrained_path) if pretrained_path else None)
-        self.net = LocalizationNet(net, head_hidden)
+        self.net = LocalizationNet(net, slots, bands, frames, tuple(origin), stats, head_hidden)
+        self.origin = tuple(origin)
         if freeze_backbone:
             for p in self.net.backbone.parameters():
                 p.requires_grad_(False)
         self._outputs: dict[str, list[dict[str, torch.Tensor]]] = {"val": [], "test": []}
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.net(x)
+    def forward(self, receivers: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.net(receivers)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        mu, sigma = self(batch["x"])
-        loss = gaussian_nll(mu, sigma, batch["y"])
+        mu, sigma = self(batch["receivers"])
+        loss = gaussian_nll(mu, sigma, batch["y"], batch["y_sigma"])
         self.log("train/loss", loss, on_step=True, on_epoch=False, batch_size=len(mu))
         return loss
 
@@ -96,7 +141,7 @@ class LocalizationLitModule(L.LightningModule):
         self._eval_step("test", batch)
 
     def _eval_step(self, split: str, batch: dict[str, torch.Tensor]) -> None:
-        mu, sigma = self(batch["x"])
+        mu, sigma = self(batch["receivers"])
         self._outputs[split].append(
             {"mu": mu.detach().float(), "sigma": sigma.detach().float(), "y": batch["y"].float(),
              "latlon": batch["tx_latlon"].double()}
@@ -115,7 +160,7 @@ class LocalizationLitModule(L.LightningModule):
         cat = {k: torch.cat([o[k] for o in outputs]) for k in outputs[0]}
         if self.trainer.world_size > 1:
             cat = {k: self.all_gather(v).reshape(-1, *v.shape[1:]) for k, v in cat.items()}
-        metrics = evaluation_metrics(cat["mu"], cat["sigma"], cat["y"], cat["latlon"])
+        metrics = evaluation_metrics(cat["mu"], cat["sigma"], cat["y"], cat["latlon"], self.origin)
         if self.trainer.sanity_checking:
             return
         # Values are identical on every rank (gathered), so no further reduction is needed.
@@ -139,7 +184,8 @@ class LocalizationLitModule(L.LightningModule):
 
 
 def evaluation_metrics(
-    mu_km: torch.Tensor, sigma_km: torch.Tensor, y_km: torch.Tensor, true_latlon: torch.Tensor
+    mu_km: torch.Tensor, sigma_km: torch.Tensor, y_km: torch.Tensor, true_latlon: torch.Tensor,
+    origin: tuple[float, float] = NETWORK_CENTRE,
 ) -> dict[str, float]:
     """loss, error_m_{mean,p50,p68,p95} (haversine, metres) and coverage_68 for one split."""
     from heimdall_cli.data.baselines import errors_m, summary
@@ -147,7 +193,7 @@ def evaluation_metrics(
 
     loss = float(gaussian_nll(mu_km, sigma_km, y_km))
     mu = mu_km.cpu().double().numpy() * 1000.0
-    lat, lon = from_local_m(mu[:, 0], mu[:, 1])
+    lat, lon = from_local_m(mu[:, 0], mu[:, 1], origin)
     errors = errors_m(np.stack([lat, lon], axis=1), true_latlon.cpu().numpy())
     stats = summary(errors)
     z = ((y_km - mu_km) / sigma_km).pow(2).sum(dim=1).sqrt()

@@ -53,7 +53,7 @@ def prepare(settings: Settings, *, resume_run_id: str | None = None, view: Progr
     import lightning as L
 
     from heimdall_cli.data.dataset import build_splits
-    from heimdall_cli.training.backbone import resolve_name
+    from heimdall_cli.training.backbone import resolve_name, weights_source
     from heimdall_cli.training.factory import build_trainer
     from heimdall_cli.training.progress import ProgressView as NoView
 
@@ -70,8 +70,10 @@ def prepare(settings: Settings, *, resume_run_id: str | None = None, view: Progr
         import torch
 
         torch.set_num_threads(t.cpu_threads)
-    model = build_model(settings)  # before the data: missing weights fail in seconds
-    splits = splits or build_splits(settings.data, settings.storage)
+    weights_source(t.backbone, t.pretrained, t.pretrained_path)  # before the data: missing weights fail in seconds
+    splits = splits or build_splits(settings.data, settings.storage,
+                                    features_explicit=any(k.startswith("data.features.") for k in settings.sources))
+    model = build_model(settings, splits)
 
     tracker = None
     skip_until: dict[str, int] = {}
@@ -106,42 +108,51 @@ def _quiet_lightning() -> None:
         warnings.filterwarnings("ignore", message=message)
 
 
-def build_model(settings: Settings) -> LocalizationLitModule:
-    """The LightningModule for the configured backbone."""
-    from heimdall_cli.data.receivers import RECEIVERS
+def build_model(settings: Settings, splits: Splits | None = None) -> LocalizationLitModule:
+    """The LightningModule for the configured backbone, shaped (and normalised) for ``splits``' data."""
     from heimdall_cli.training.model import LocalizationLitModule
 
     t = settings.training
+    if splits is not None:
+        shape = {"slots": splits.slots, "bands": splits.layout.bands, "frames": splits.layout.frames,
+                 "origin": splits.origin, "stats": splits.stats.to_json()}
+    else:  # what the settings' synthetic world would give
+        from heimdall_cli.data.receivers import NETWORK_CENTRE
+        from heimdall_cli.data.synth import slots
+
+        w, f = settings.data.world, settings.data.features
+        bands, frames = (w.n_mels, w.n_frames) if w.version == 1 else (f.bands, f.frames)
+        shape = {"slots": slots(w), "bands": bands, "frames": frames, "origin": NETWORK_CENTRE}
     return LocalizationLitModule(
         t.backbone,
         pretrained=t.pretrained,
         pretrained_path=t.pretrained_path,
-        in_chans=len(RECEIVERS),
         freeze_backbone=t.freeze_backbone,
         learning_rate=t.learning_rate,
         weight_decay=t.weight_decay,
         warmup_fraction=t.warmup_fraction,
+        **shape,
     )
 
 
 def model_summary(settings: Settings) -> dict[str, Any]:
-    """What ``--dry-run`` shows about the model (built without loading weights)."""
+    """What ``--dry-run`` shows about the model (built without loading weights or data)."""
     from lightning.pytorch.utilities.model_summary import ModelSummary
 
-    from heimdall_cli.data.receivers import RECEIVERS
     from heimdall_cli.training.backbone import resolve_name
 
-    t, w = settings.training, settings.data.world
+    t = settings.training
     model = build_model(settings.model_copy(update={"training": t.model_copy(update={"pretrained": False})}))
     summary = ModelSummary(model, max_depth=2)
     weights = "random init"
     if t.pretrained:
         weights = f"pretrained from {t.pretrained_path}" if t.pretrained_path else "pretrained (Hugging Face hub)"
+    net = model.net
     return {
         "backbone": resolve_name(t.backbone),
         "weights": weights,
         "frozen backbone": t.freeze_backbone,
-        "input": f"[batch, {len(RECEIVERS)} receivers, {w.n_mels} mels, {w.n_frames} frames]",
+        "input": f"[batch, {net.slots} receiver slots, {net.bands} bands x {net.frames} frames + 8 scalars]",
         "output": "east/north (km) and per-axis sigma (km); logged model outputs lat, lon, sigma_m",
         "parameters": summary.total_parameters,
         "trainable parameters": summary.trainable_parameters,
@@ -171,11 +182,13 @@ def _start_run(settings: Settings, splits: Splits, resume_run_id: str | None,
         tracker.log_params(run_params(settings))
         ident = splits.identity
         tracker.log_params({"data.name": ident.name, "data.digest": ident.digest, "data.samples": ident.samples,
-                            "data.train_samples": len(splits.train)})
+                            "data.train_samples": len(splits.train), "data.unlabelled_samples": splits.unlabelled,
+                            "data.dataset_features": splits.features})
         tracker.log_dataset(ident.name, ident.digest, ident.source,
                             profile={"samples": ident.samples, "kind": ident.kind})
         tracker.log_dict(to_display_dict(settings), "config/resolved.yaml")
-        tracker.log_dict({"norm": splits.norm.to_json(), "origin": list(splits.origin)}, "config/normalisation.json")
+        tracker.log_dict({"stats": splits.stats.to_json(), "origin": list(splits.origin), "features": splits.features},
+                         "config/normalisation.json")
     except BaseException:
         tracker.end_run("FAILED")
         raise

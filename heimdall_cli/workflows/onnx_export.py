@@ -143,17 +143,26 @@ def _input_shape(meta: dict[str, Any], what: str) -> list[int]:
 
 def _samples(run: RunRecord, local: Path, shape: list[int], n: int) -> tuple[np.ndarray, str]:
     """Real samples: the run's synthetic world regenerated; else the model's input example."""
+    from heimdall_cli.data.packing import pack
     from heimdall_cli.data.synth import generate
-    from heimdall_cli.settings import WorldSettings
+    from heimdall_cli.settings import FeatureSettings, WorldSettings
 
     params = run.params
+
+    def value(text: str) -> Any:
+        try:
+            return json.loads(text)  # numbers, lists, true/false
+        except ValueError:
+            return {"True": True, "False": False}.get(text, text)
+
+    def section(prefix: str) -> dict[str, Any]:
+        return {k.removeprefix(prefix): value(v) for k, v in params.items() if k.startswith(prefix)}
+
     try:
-        world = WorldSettings.model_validate({
-            k.removeprefix("data.world."): json.loads(v) if v.startswith("[") else v
-            for k, v in params.items() if k.startswith("data.world.")
-        })
+        world = WorldSettings.model_validate(section("data.world."))
+        features = FeatureSettings.model_validate(section("data.features."))
         seed = int(params.get("data.seed", "0"))
-        batch = generate(n, seed, world).spectrograms
+        batch = pack(generate(n, seed, world, features))
         if list(batch.shape[1:]) == shape[1:]:
             return batch, f"{n} samples of the run's synthetic world (data.seed {seed})"
     except Exception:  # not a synthetic-world run, or params from another tool

@@ -16,13 +16,25 @@ from pathlib import Path
 
 import pytest
 
-from heimdall_cli.settings import StorageSettings, WorldSettings
+from heimdall_cli.settings import FeatureSettings, StorageSettings, WorldSettings
 
 
 @pytest.fixture
 def small_world() -> WorldSettings:
-    """Default propagation, tiny spectrograms: keeps tests fast."""
-    return WorldSettings(n_mels=8, n_frames=8)
+    """The version-1 world with default propagation and tiny spectrograms: keeps tests fast."""
+    return WorldSettings(version=1, n_mels=8, n_frames=8)
+
+
+@pytest.fixture
+def world() -> WorldSettings:
+    """The default (IQ) world."""
+    return WorldSettings()
+
+
+@pytest.fixture
+def features() -> FeatureSettings:
+    """The default extractor."""
+    return FeatureSettings()
 
 
 def free_port() -> int:

@@ -7,16 +7,16 @@ from torch.utils.data import DataLoader
 
 from heimdall_cli.data.baselines import errors_m
 from heimdall_cli.data.dataset import build_splits, split_indices
+from heimdall_cli.data.packing import TAIL
 from heimdall_cli.data.receivers import NETWORK_CENTRE
-from heimdall_cli.data.shards import write_dataset
-from heimdall_cli.data.synth import generate
+from heimdall_cli.data.synth import generate, write_dataset
 from heimdall_cli.errors import ConfigError
-from heimdall_cli.settings import DataSettings
+from heimdall_cli.settings import DataSettings, FeatureSettings
 
 
 @pytest.fixture
-def settings(small_world):
-    return DataSettings(samples=300, seed=3, val_fraction=0.1, test_fraction=0.2, world=small_world)
+def settings(world):
+    return DataSettings(samples=300, seed=3, val_fraction=0.1, test_fraction=0.2, world=world)
 
 
 def test_split_indices_deterministic_and_disjoint():
@@ -30,35 +30,35 @@ def test_split_indices_deterministic_and_disjoint():
         split_indices(2, 0.4, 0.4, seed=0)
 
 
-def test_synthetic_splits(settings):
+def test_synthetic_splits(settings, features):
     splits = build_splits(settings)
     assert (len(splits.train), len(splits.val), len(splits.test)) == (210, 30, 60)
     item = splits.train[0]
-    assert set(item) == {"x", "y", "rx_power_dbm", "heard", "tx_latlon"}
-    assert item["x"].shape == (7, 8, 8) and item["x"].dtype == torch.float32
-    assert item["y"].shape == (2,) and item["y"].dtype == torch.float32
+    assert set(item) == {"receivers", "y", "y_sigma", "tx_latlon"}
+    assert item["receivers"].shape == (7, features.bands * features.frames + TAIL)
+    assert item["receivers"].dtype == torch.float32 and item["y"].shape == (2,)
     assert splits.identity.kind == "synthetic" and splits.identity.samples == 300
-    assert splits.origin == NETWORK_CENTRE and splits.world == settings.world
+    assert splits.origin == NETWORK_CENTRE and splits.world == settings.world and splits.slots == 7
 
-    # Deterministic: same settings, same items and statistics.
     again = build_splits(settings)
-    assert torch.equal(again.test[5]["x"], splits.test[5]["x"])
+    assert torch.equal(again.test[5]["receivers"], splits.test[5]["receivers"])
     assert again.identity == splits.identity
-    assert np.array_equal(again.norm.mean, splits.norm.mean)
-    other = build_splits(settings.model_copy(update={"seed": 4}))
-    assert other.identity.digest != splits.identity.digest
+    assert np.array_equal(again.stats.spec_mean, splits.stats.spec_mean)
+    assert build_splits(settings.model_copy(update={"seed": 4})).identity.digest != splits.identity.digest
+    other_features = settings.model_copy(update={"features": FeatureSettings(fft_size=128)})
+    assert build_splits(other_features).identity.digest != splits.identity.digest
 
 
-def test_normalisation_uses_train_only(settings):
+def test_statistics_come_from_the_train_split_and_recorded_slots(settings):
     splits = build_splits(settings)
-    raw = generate(300, settings.seed, settings.world).spectrograms.astype(np.float64)
-    train = raw[splits.train.indices]
-    np.testing.assert_allclose(splits.norm.mean, train.mean(axis=(0, 2, 3)), rtol=1e-5)
-    np.testing.assert_allclose(splits.norm.std, train.std(axis=(0, 2, 3)), rtol=1e-4)
-    assert not np.allclose(splits.norm.mean, raw.mean(axis=(0, 2, 3)), rtol=1e-5)
-    x = torch.stack([splits.train[i]["x"] for i in range(len(splits.train))])
-    assert torch.allclose(x.mean(dim=(0, 2, 3)), torch.zeros(7), atol=1e-3)
-    assert torch.allclose(x.std(dim=(0, 2, 3)), torch.ones(7), atol=1e-2)
+    raw = generate(300, settings.seed, settings.world, settings.features)
+    idx = splits.train.indices
+    spec, mask = raw.spectrograms[idx].astype(np.float64), raw.rx_mask[idx]
+    expected = [(spec[:, s][mask[:, s]]).mean() for s in range(7)]
+    np.testing.assert_allclose(splits.stats.spec_mean, expected, rtol=1e-5)
+    power = raw.scalars[idx][..., 0][mask]
+    assert splits.stats.scalar_mean[0] == pytest.approx(power.mean(), rel=1e-4)
+    assert (splits.stats.scalar_mean[4], splits.stats.scalar_std[4]) == (0.0, 1.0)  # "present" stays a flag
 
 
 def test_labels_in_local_km(settings):
@@ -66,20 +66,43 @@ def test_labels_in_local_km(settings):
     val = splits.val
     assert np.abs(val.y_km).max() < 300  # km from the centre, not metres or degrees
     assert errors_m(splits.to_latlon(val.y_km), val.tx_latlon).max() < 1.0
-    assert val.rx_power_dbm.shape == (30, 7) and val.heard.shape == (30, 7)
+    assert val.small("scalars").shape == (30, 7, 5)
 
 
 def test_shard_source_matches_synthetic(settings, tmp_path):
-    manifest = write_dataset(tmp_path / "ds", 300, settings.seed, settings.world, shard_size=100)
+    manifest = write_dataset(tmp_path / "ds", 300, settings.seed, settings.world, settings.features, shard_size=100)
     from_disk = build_splits(settings.model_copy(update={"source": str(tmp_path / "ds")}))
     in_memory = build_splits(settings)
     assert from_disk.identity.digest == manifest.content_hash and from_disk.identity.name == "ds"
-    np.testing.assert_allclose(from_disk.norm.mean, in_memory.norm.mean, rtol=1e-6)
+    np.testing.assert_allclose(from_disk.stats.spec_mean, in_memory.stats.spec_mean, rtol=1e-6)
     for i in (0, 99, 100, 209):
         a, b = from_disk.train[i], in_memory.train[i]
-        assert all(torch.equal(a[k], b[k]) or torch.allclose(a[k], b[k], equal_nan=True) for k in a)
-    # Workers get the dataset pickled: memory maps are reopened, not copied.
-    clone = pickle.loads(pickle.dumps(from_disk.val))
-    assert torch.equal(clone[3]["x"], from_disk.val[3]["x"])
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    clone = pickle.loads(pickle.dumps(from_disk.val))  # workers: memory maps are reopened, not copied
+    assert torch.equal(clone[3]["receivers"], from_disk.val[3]["receivers"])
     batch = next(iter(DataLoader(from_disk.train, batch_size=16)))
-    assert batch["x"].shape == (16, 7, 8, 8) and batch["tx_latlon"].dtype == torch.float64
+    assert batch["receivers"].shape[:2] == (16, 7) and batch["tx_latlon"].dtype == torch.float64
+
+
+def test_a_dataset_of_other_feature_parameters_is_refused_when_the_settings_name_them(settings, tmp_path):
+    write_dataset(tmp_path / "ds", 100, 1, settings.world, FeatureSettings(fft_size=128), shard_size=100)
+    data = settings.model_copy(update={"source": str(tmp_path / "ds")})
+    assert build_splits(data).layout.frames == 32  # not named: the dataset's own parameters are used
+    with pytest.raises(ConfigError, match=r"other feature parameters: fft_size 128 \(asked: 64\)"):
+        build_splits(data, features_explicit=True)
+
+
+def test_unlabelled_samples_are_left_out_of_the_splits(settings, tmp_path):
+    from heimdall_cli.data.features import params_dict
+    from heimdall_cli.data.receivers import RECEIVERS
+    from heimdall_cli.data.shards import ShardWriter
+
+    samples = generate(120, 2, settings.world, settings.features)
+    samples.tx_latlon[::3] = np.nan  # a third are recordings of unknown sources
+    writer = ShardWriter(tmp_path / "mixed", receivers=RECEIVERS, features=params_dict(settings.features),
+                         source={"kind": "test"}, job={})
+    writer.add(samples, np.arange(1, 121))
+    writer.close()
+    splits = build_splits(settings.model_copy(update={"source": str(tmp_path / "mixed")}))
+    assert splits.unlabelled == 40 and len(splits.train) + len(splits.val) + len(splits.test) == 80
+    assert np.isfinite(splits.train.tx_latlon).all()

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from heimdall_cli.data.dataset import build_splits
-from heimdall_cli.data.shards import write_dataset
+from heimdall_cli.data.synth import write_dataset
 from heimdall_cli.data.store import open_dataset, upload_dataset
 from heimdall_cli.errors import BackendUnavailable, ConfigError
 from heimdall_cli.settings import DataSettings, StorageSettings
@@ -16,9 +16,9 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def local(tmp_path, small_world):
+def local(tmp_path, world, features):
     root = tmp_path / "local"
-    write_dataset(root, 200, 9, small_world, shard_size=64)
+    write_dataset(root, 200, 9, world, features, shard_size=64)
     return root
 
 
@@ -74,4 +74,4 @@ def test_build_splits_from_s3(local, storage, bucket, tmp_path):
     assert splits.identity.digest == manifest.content_hash and splits.identity.source == uri
     assert splits.identity.name == "train-set" and splits.identity.kind == "shards"
     assert len(splits.train) + len(splits.val) + len(splits.test) == 200
-    assert splits.train[0]["x"].shape == (7, 8, 8)
+    assert splits.train[0]["receivers"].shape[0] == 7

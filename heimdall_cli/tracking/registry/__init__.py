@@ -10,11 +10,12 @@ from heimdall_cli.tracking.registry.versions import (
     get_version,
     list_versions,
     model_aliases,
+    model_location,
     parse_stage,
     resolve_version,
     version_by_alias,
 )
 
 __all__ = ["STAGES", "STAGE_ALIASES", "Promotion", "Registration", "VersionRow", "derived_stage", "get_version",
-           "list_versions", "model_aliases", "parse_stage", "promote", "register", "resolve_version", "rollback",
-           "version_by_alias"]
+           "list_versions", "model_aliases", "model_location", "parse_stage", "promote", "register", "resolve_version",
+           "rollback", "version_by_alias"]

@@ -127,3 +127,32 @@ def list_versions(tracker: RunTracker, name: str | None = None, *, metric: str =
                 row.best = run.metrics.get(best_key(metric))
         rows.append(row)
     return rows
+
+
+def model_location(tracker: RunTracker, reference: str) -> tuple[str, str, str]:
+    """(run id, artifact path, description) of a logged model given as ``models:/NAME@ALIAS``,
+    ``models:/NAME/VERSION``, ``runs:/RUN_ID/PATH`` or a run id; NotFound for unknown ones."""
+    ref = reference.strip()
+    if ref.startswith("models:/"):
+        body = ref[len("models:/"):]
+        if "@" in body:
+            name, alias = body.split("@", 1)
+            record = resolve_version(tracker, name, alias=alias)
+        else:
+            name, _, number = body.partition("/")
+            if not number.isdigit():
+                raise ConfigError(f"Model URI {ref!r} is not models:/NAME/VERSION or models:/NAME@ALIAS.")
+            record = get_version(tracker, name, int(number))
+        if not record.run_id:
+            raise NotFound(f"{ref} has no source run to load it from.")
+        run = tracker.get_run(record.run_id)
+        root = run.artifact_uri.rstrip("/") + "/"
+        if not record.source.startswith(root):
+            raise NotFound(f"{ref}: its source {record.source} is not inside its run's artifacts.")
+        return record.run_id, record.source[len(root):].strip("/"), f"models:/{record.name}/{record.version}"
+    if ref.startswith("runs:/"):
+        run_id, path = normalise_model_uri(ref)
+    else:
+        run_id, path = ref, "model"
+    tracker.get_run(run_id)  # unknown run: NotFound with the one message
+    return run_id, path, f"runs:/{run_id}/{path}"

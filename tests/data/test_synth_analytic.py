@@ -1,3 +1,5 @@
+"""The version-1 world (analytic band energies): kept so datasets made with it still train."""
+
 import itertools
 
 import numpy as np
@@ -5,15 +7,15 @@ import pytest
 
 from heimdall_cli.data.geo import haversine_m
 from heimdall_cli.data.receivers import RECEIVERS
-from heimdall_cli.data.synth import (
+from heimdall_cli.data.synth_analytic import (
     BLOCK_SIZE,
     CHANNEL_HZ,
     REF_DBM,
     SynthBatch,
     generate,
     mel_edges_hz,
-    path_loss_db,
 )
+from heimdall_cli.data.world import path_loss_db
 from heimdall_cli.settings import WorldSettings
 
 
@@ -64,7 +66,7 @@ def test_path_loss_model():
 
 
 def test_received_power_follows_link_budget():
-    world = WorldSettings(n_mels=8, n_frames=16, shadowing_db=0.0)
+    world = WorldSettings(version=1, n_mels=8, n_frames=16, shadowing_db=0.0)
     b = generate(400, 2, world)
     d_km = haversine_m(b.tx_latlon[:, :1], b.tx_latlon[:, 1:], [r.lat for r in RECEIVERS], [r.lon for r in RECEIVERS])
     expected = b.tx_power_dbm[:, None] - path_loss_db(d_km / 1000, 145.0, 2.5)
@@ -77,7 +79,7 @@ def test_received_power_follows_link_budget():
 
 
 def test_below_noise_hears_nothing():
-    world = WorldSettings(n_mels=8, n_frames=8, noise_floor_dbm=-90.0)
+    world = WorldSettings(version=1, n_mels=8, n_frames=8, noise_floor_dbm=-90.0)
     b = generate(200, 4, world)
     assert 0.1 < b.heard.mean() < 0.9
     assert np.isnan(b.rx_power_dbm[~b.heard]).all()
