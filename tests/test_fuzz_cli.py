@@ -124,11 +124,14 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> FuzzWorld:
             mp.setenv(name, value)
         mp.chdir(folder)
         run_ids = _populate(folder)
-        from heimdall_cli.data.shards import write_dataset
+        from heimdall_cli.data.sigmf_io import write_synthetic
+        from heimdall_cli.data.synth import write_dataset
         from heimdall_cli.settings import load_settings
 
         dataset = folder / "dataset"
-        write_dataset(dataset, 20, 0, load_settings(env_file=None).data.world, shard_size=8)
+        data = load_settings(env_file=None).data
+        write_dataset(dataset, 20, 0, data.world, data.features, shard_size=8)
+        write_synthetic(folder / "sigmf", 2, 0, data.world, data.features)
     return FuzzWorld(folder, env, run_ids, MODEL_NAME, dataset)
 
 
@@ -406,7 +409,7 @@ def _opts(world: FuzzWorld, command: str) -> tuple[list[Opt], st.SearchStrategy[
             None
     if command == "runs list":
         return [*common, *json_q, Opt(("--experiment", "-e"), experiment), Opt(("--filter", "-f"), filt),
-                Opt(("--status",), status), Opt(("--order-by", "-o"), order), Opt(("--limit", "-n"), INTS),
+                Opt(("--status",), status), Opt(("--order-by",), order), Opt(("--limit", "-l"), INTS),
                 Opt(("--metric", "-m"), metric)], None
     if command == "runs show":
         return [*common, *json_q, Opt(("--artifacts",)), Opt(("--no-artifacts",))], either(run_ids)
@@ -426,7 +429,7 @@ def _opts(world: FuzzWorld, command: str) -> tuple[list[Opt], st.SearchStrategy[
         return [*common, *json_q, Opt(("--stage", "-s"), stage), Opt(("--dry-run",)), Opt(("--name", "-n"), name)], None
     if command == "model list":
         return [*common, *json_q, Opt(("--name", "-n"), name), Opt(("--metric", "-m"), metric),
-                Opt(("--limit", "-n"), INTS)], None
+                Opt(("--limit", "-l"), INTS)], None
     if command == "model export":
         return [*common, *json_q, Opt(("--format",), either("onnx", "ONNX", "torchscript")),
                 Opt(("--version", "-V"), version), Opt(("--alias", "-a"), alias), Opt(("--register",)),
@@ -435,7 +438,7 @@ def _opts(world: FuzzWorld, command: str) -> tuple[list[Opt], st.SearchStrategy[
     if command == "data synth":
         # --samples: small or invalid, never left dangling (a stray big number would generate for minutes).
         samples = st.one_of(st.integers(10, 40).map(str), st.sampled_from(["0", "-1", "x", "", "nan", "1.5"]))
-        return [Opt(("--config", "-c"), cfg), Opt(("--json",)), Opt(("--samples", "-n"), samples, dangling_ok=False),
+        return [Opt(("--config", "-c"), cfg), Opt(("--json",)), Opt(("--samples",), samples, dangling_ok=False),
                 Opt(("--out", "-o"), relative(either("fz-data", "", ".", "fz-data/x", "s3://heimdall-mlflow/x",
                                                      "s3://", "s3:///x", "s3://b"))),
                 Opt(("--seed",), INTS), Opt(("--shard-size",), INTS), Opt(("--overwrite",))], None
@@ -443,6 +446,25 @@ def _opts(world: FuzzWorld, command: str) -> tuple[list[Opt], st.SearchStrategy[
         source = either(str(world.dataset), "nonexistent", ".", "s3://heimdall-mlflow/x", "s3://", "synthetic",
                         str(world.folder / "mlflow.db"), "/dev/null")
         return [Opt(("--config", "-c"), cfg), Opt(("--json",))], source
+    if command in ("data import sigmf", "data import acquisition"):
+        out = relative(either("fz-imp", "", ".", "s3://heimdall-mlflow/x", "s3://", "s3:///x"))
+        opts = [Opt(("--config", "-c"), cfg), Opt(("--json",)), Opt(("--skip-bad",)), Opt(("--overwrite",)),
+                Opt(("--shard-size",), INTS), Opt(("--out", "-o"), out)]
+        if command.endswith("sigmf"):
+            return opts, either(str(world.folder / "sigmf"), "nonexistent", ".", str(world.dataset), "/dev/null")
+        db = either(f"postgresql://fz:pw@127.0.0.1:{CLOSED_PORT}/acq", "postgresql://", "not a uri", "",
+                    f"postgresql://fz:pw@127.0.0.1:{CLOSED_PORT}/acq?sslmode=bogus")
+        when = either("2026-11-01", "2026-11-01T10:00:00", "yesterday", "", "2026-13-45")
+        return [*opts, Opt(("--from-db",), db), Opt(("--session",), JUNK), Opt(("--since",), when),
+                Opt(("--until",), when), Opt(("--status",), either("completed", "failed", "")),
+                Opt(("--iq-bucket",), either("heimdall-raw-iq", "", "UPPER!"))], None
+    if command == "predict":
+        source = either(str(world.dataset), "nonexistent", "s3://heimdall-mlflow/x", str(world.folder / "sigmf"))
+        model = either(*world.run_ids, "models:/fuzz-model@staging", "models:/fuzz-model/1", "models:/x", "runs:/",
+                       "0" * 32, "")
+        return [*common, *json_q, Opt(("--dataset",), source), Opt(("--sigmf",), source), Opt(("--session",), JUNK),
+                Opt(("--from-db",), either(f"postgresql://fz:pw@127.0.0.1:{CLOSED_PORT}/acq", "")),
+                Opt(("--iq-bucket",), JUNK), Opt(("--csv",))], model
     if command == "ui":
         return [*common, Opt(("--port",), either("5000", "0", "65536", "-1", "80")),
                 Opt(("--host",), either("127.0.0.1", "::1", "0.0.0.0", "", "not a host"))], None
@@ -470,12 +492,19 @@ def _required(world: FuzzWorld, command: str) -> st.SearchStrategy[list[str]]:
         return st.just([str(world.dataset)])
     if command == "data synth":
         return st.integers(0, 3).map(lambda i: ["--out", f"fz-synth-{i}"])
+    if command == "data import sigmf":
+        return st.integers(0, 3).map(lambda i: [str(world.folder / "sigmf"), "--out", f"fz-import-{i}"])
+    if command == "data import acquisition":
+        return st.integers(0, 3).map(lambda i: ["--out", f"fz-acq-{i}", "--from-db",
+                                                f"postgresql://fz:pw@127.0.0.1:{CLOSED_PORT}/acq"])
+    if command == "predict":
+        return st.sampled_from(world.run_ids).map(lambda r: [r, "--dataset", str(world.dataset)])
     return st.just([])
 
 
 COMMANDS = ["verify", "config show", "train", "runs best", "runs list", "runs show", "runs compare",
             "model register", "model promote", "model rollback", "model list", "model export", "data synth",
-            "data info", "ui"]
+            "data info", "data import sigmf", "data import acquisition", "predict", "ui"]
 
 
 @st.composite
@@ -662,6 +691,7 @@ BACKEND_COMMANDS = {
     "ui": ["ui", "--port", "1"],
     "data synth": ["data", "synth", "--samples", "12", "--out", "s3://heimdall-mlflow/fuzz"],
     "data info": ["data", "info", "s3://heimdall-mlflow/fuzz"],
+    "predict": ["predict", "{run}", "--dataset", "s3://heimdall-mlflow/fuzz"],
 }
 ARTIFACT_ROOTS = ["s3://", "s3://b", "s3://heimdall-mlflow/x", "s3:///x", "s3://b/../..", "fz-art", "", " ",
                   "s3://a://b", "gs://b/x", "file:fz-art", "ä€😀", "s3://UPPER_bucket!/x", "s3://b?x=1#y"]

@@ -343,6 +343,8 @@ def test_success_paths_print_no_secret(trained: Setup) -> None:
         (("data", "synth", "--out", "ds", "--samples", "100", "--seed", "1"), {}),
         (("data", "synth", "--out", ds_s3, "--samples", "100", "--json"), {}),
         (("data", "synth", "--out", f"{ds_s3}-std", "--samples", "50"), {"env": std_env}),
+        (("predict", run, "--dataset", ds_s3, "--json"), {}),
+        (("predict", run, "--dataset", ds_s3, "--csv"), {"env": std_env}),
         (("data", "info", "ds", "--json"), {}),
         (("data", "info", ds_s3), {}),
         (("data", "info", ds_s3, "--json"), {"env": std_env}),
@@ -424,6 +426,10 @@ def _failure_cases(s: Setup, auth: MotoS3Server) -> list[Case]:
          {}, {2, 3}),
         ("http server down", ("runs", "list", "--tracking-uri", f"http://admin:{PG_PASSWORD}@127.0.0.1:{closed}"),
          {}, {3}),
+        ("acquisition database down", ("data", "import", "acquisition", "--out", "acq", "--from-db",
+                                       f"postgresql://heimdall:{PG_PASSWORD}@127.0.0.1:{closed}/acq"), {}, {3}),
+        ("acquisition database down", ("predict", NIL_RUN, "--session", "s1"),
+         {"HEIMDALL_ACQUISITION_DB": f"postgresql://heimdall:{PG_PASSWORD}@127.0.0.1:{closed}/acq"}, {3, 4}),
     ]
     # Not found (the backend works).
     cases += [("not found", args, {}, codes) for args, codes in (
@@ -436,6 +442,7 @@ def _failure_cases(s: Setup, auth: MotoS3Server) -> list[Case]:
         (("model", "list", "--name", "no-such-model"), {4}),
         (("data", "info", f"{s.artifact_root}/no-such-dataset"), {2, 4}),
         (("train", *TINY, "--resume", NIL_RUN), {4}),
+        (("predict", NIL_RUN, "--dataset", f"{s.artifact_root}/datasets/rf-100"), {4}),
     )]
     return cases
 

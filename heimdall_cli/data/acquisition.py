@@ -9,8 +9,10 @@ sample is one (session, chunk) with every station that recorded it.
 
 IQ objects are ``np.save`` files (complex64, or complex128) at ``iq_data_location``: an
 ``s3://bucket/key`` or a key in the IQ bucket. The database counts chunks from 0 while
-the files count from 1, so when the stored location is missing the reader tries the
-next chunk number, and the report says how many were found each way.
+the files count from 1. Both numberings name existing files (the database's chunk 1 is
+the file of chunk 0), so the reader decides per session: where the session's first
+stored location is missing and the next number exists, the whole session is read with
+chunk number + 1. The report says how many files were read each way.
 """
 
 from __future__ import annotations
@@ -123,6 +125,7 @@ def open_source(uri: str, selection: Selection, storage: StorageSettings, *, buc
                               "is not npy.")
         chunks.setdefault((session, int(match[1])), []).append(row)
     labels = {row[0]: row for row in sessions}
+    shifts: dict[str, int] = {}  # session -> 0 (as stored) or 1 (files count from 1), decided on first read
     order = {sid: i for i, sid in enumerate(ids)}
     for (session, chunk), members in sorted(chunks.items(), key=lambda kv: (order[kv[0][0]], kv[0][1])):
         label = labels[session]
@@ -131,7 +134,7 @@ def open_source(uri: str, selection: Selection, storage: StorageSettings, *, buc
         sigma = float(margin if margin is not None else uncertainty if uncertainty is not None else 0.0)
         source.units.append(Transmission(
             f"session {session} chunk {chunk}",
-            lambda members=members: [_capture(client, bucket, by_id, row, source.numbering) for row in members],
+            lambda members=members: [_attempt(client, bucket, by_id, row, source.numbering, shifts) for row in members],
             tx, sigma))
     return source
 
@@ -157,15 +160,22 @@ def _session_query(selection: Selection) -> tuple[str, list[Any]]:
     return sql, args
 
 
+def _attempt(*args: Any) -> Capture | ConfigError:
+    try:
+        return _capture(*args)
+    except ConfigError as e:
+        return e
+
+
 def _capture(client: Any, bucket: str, stations: dict[str, Receiver], row: tuple[Any, ...],
-             numbering: Counter[str]) -> Capture:
+             numbering: Counter[str], shifts: dict[str, int]) -> Capture:
     session, station_id, frequency, location, _, rate, _ = row
     where = f"measurements row (session {session}, station {station_id}, {location})"
     station = stations.get(station_id)
     if station is None:
         raise ConfigError(f"{where}: websdr_station_id {station_id} is not in heimdall.websdr_stations.")
     try:
-        data, how = _fetch(client, bucket, str(location))
+        data, how = _fetch(client, bucket, str(location), shifts, session)
     except ConfigError as e:
         raise ConfigError(f"{where}: {e.message}", e.hint) from None
     numbering[how] += 1
@@ -179,20 +189,26 @@ def _capture(client: Any, bucket: str, stations: dict[str, Receiver], row: tuple
                    float(frequency) if frequency is not None else np.nan, iq.reshape(-1), where)
 
 
-def _fetch(client: Any, bucket: str, location: str) -> tuple[bytes, str]:
-    """The object's bytes, and how it was found: as stored, or with the chunk number + 1 (files count from 1)."""
+def _fetch(client: Any, bucket: str, location: str, shifts: dict[str, int], session: str) -> tuple[bytes, str]:
+    """The object's bytes and the numbering used; the session's numbering is fixed by its first file."""
     if location.startswith("s3://"):
         bucket, key = split_s3_uri(location)
     else:
         key = location.lstrip("/")
     match = _CHUNK.search(key)
     assert match is not None
-    shifted = key[: match.start(1)] + f"{int(match[1]) + 1:0{len(match[1])}d}" + key[match.end(1):]
-    for candidate, how in ((key, "as stored"), (shifted, "chunk number + 1 (files count from 1)")):
+    names = {0: "as stored", 1: "chunk number + 1 (files count from 1)"}
+    candidates = [shifts[session]] if session in shifts else [0, 1]
+    tried = []
+    for shift in candidates:
+        name = key[: match.start(1)] + f"{int(match[1]) + shift:0{len(match[1])}d}" + key[match.end(1):]
+        tried.append(f"s3://{bucket}/{name}")
         try:
-            with translated(f"s3://{bucket}/{candidate}"):
-                return client.get_object(Bucket=bucket, Key=candidate)["Body"].read(), how
+            with translated(f"s3://{bucket}/{name}"):
+                data = client.get_object(Bucket=bucket, Key=name)["Body"].read()
         except NotFound:
             continue
-    raise ConfigError(f"IQ object s3://{bucket}/{key} not found (nor s3://{bucket}/{shifted}).",
+        shifts[session] = shift
+        return data, names[shift]
+    raise ConfigError(f"IQ object {' nor '.join(tried)} not found.",
                       "Check the IQ bucket (--iq-bucket) and the storage settings.")

@@ -33,7 +33,7 @@ from heimdall_cli.data.receivers import RECEIVERS, Receiver, network_centre
 from heimdall_cli.data.samples import Samples
 from heimdall_cli.data.shards import ShardReader
 from heimdall_cli.data.store import open_dataset
-from heimdall_cli.data.synth import features_of, generate, generator_info
+from heimdall_cli.data.synth import default_workers, features_of, generate, generator_info
 from heimdall_cli.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -244,7 +244,8 @@ def build_splits(data: DataSettings, storage: StorageSettings | None = None, *, 
     others is then refused instead of read with its own.
     """
     if data.source == "synthetic":
-        samples = generate(data.samples, data.seed, data.world, data.features)
+        samples = generate(data.samples, data.seed, data.world, data.features,
+                           workers=data.synth_workers or default_workers())
         store = _Store(samples=samples)
         receivers: tuple[Receiver, ...] = RECEIVERS if not data.world.random_placement else tuple(
             Receiver(f"slot-{i}", 0.0, 0.0, 0.0) for i in range(samples.rx_mask.shape[1]))

@@ -48,7 +48,9 @@ class Transmission:
     """One sample to be: its recordings (loaded on demand) and its label."""
 
     ref: str
-    load: Callable[[], list[Capture]]  # raises ConfigError (bad input) naming the file or row
+    # Its recordings; one that cannot be read is its ConfigError (naming the file or row) in the list,
+    # and a transmission that cannot be read at all raises it.
+    load: Callable[[], list[Capture | ConfigError]]
     tx_latlon: tuple[float, float] | None
     tx_sigma_m: float = 0.0
 
@@ -135,7 +137,7 @@ def import_transmissions(units: Iterable[Transmission], out_dir: Path, *, slots:
             batch.append((unit, captures, position + 1))
         else:
             report.skipped_transmissions += 1
-        if len(batch) >= 64:
+        if len(batch) >= min(64, shard_size):  # never hold back a full shard: shards are what a resume keeps
             _add(writer, batch, slots, params, report)
             batch = []
         if progress is not None:
@@ -174,6 +176,8 @@ def _load(unit: Transmission, slots: dict[str, Receiver], params: FeatureSetting
     good = []
     for capture in captures:
         try:
+            if isinstance(capture, ConfigError):
+                raise capture
             good.append(checked(capture, slots, params))
         except ConfigError as e:
             if not skip_bad:

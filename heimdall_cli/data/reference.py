@@ -16,11 +16,12 @@ if TYPE_CHECKING:
 
 
 def reference_estimates(split: RFDataset, world: WorldSettings | None, features: dict[str, Any],
-                        params: FeatureSettings) -> dict[str, NDArray[np.float64]]:
+                        params: FeatureSettings, *, synthetic: bool = True) -> dict[str, NDArray[np.float64]]:
     """name -> [N, 2] (lat, lon) of each reference estimator that applies to this data.
 
-    ``world`` gives the classical estimator its path-loss model and search region (the
-    settings' world for recorded data); the oracle runs only on fixed-network v2 worlds.
+    ``world`` gives the classical estimator its path-loss model and search region (for
+    recorded data the settings' world: what a deployment assumes); the oracle needs the
+    true world, so it runs only on ``synthetic`` samples of a fixed-network IQ world.
     """
     from heimdall_cli.settings import FeatureSettings as Features
     from heimdall_cli.settings import WorldSettings as World
@@ -34,7 +35,7 @@ def reference_estimates(split: RFDataset, world: WorldSettings | None, features:
     threshold = detection_threshold_db(scalars[..., SCALARS.index("noise_db")], extractor.present_snr_db,
                                        extractor.noise_edge_fraction)
     out["rssi"] = rssi_multilateration(power, present, threshold, rx, mask, model_world)
-    if world is not None and world.version == 2 and not world.random_placement:
+    if synthetic and world is not None and world.version == 2 and not world.random_placement:
         from heimdall_cli.data.oracle import oracle_multilateration
 
         out["oracle"] = oracle_multilateration(power, present, mask, world, extractor)

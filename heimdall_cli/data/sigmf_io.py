@@ -225,7 +225,7 @@ def transmissions(collections: list[Path]) -> list[Any]:
                     for r in t.recordings]
 
         tx, sigma = _label(path)
-        units.append(Unit(str(path), load, tx, sigma))
+        units.append(Unit(path.name.removesuffix(".sigmf-collection"), load, tx, sigma))
     return units
 
 

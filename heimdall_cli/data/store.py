@@ -121,6 +121,7 @@ def local_target(out: str, storage: StorageSettings | None = None) -> Iterator[P
     split_s3_uri(out)  # a malformed URI fails before any work
     stage = default_cache_dir().parent / "staging" / hashlib.sha256(out.encode()).hexdigest()[:16]
     stage.mkdir(parents=True, exist_ok=True)
+    (stage / MANIFEST).unlink(missing_ok=True)  # a finished write whose upload failed: write it again, then upload
     yield stage
     upload_dataset(stage, out, storage)
     shutil.rmtree(stage, ignore_errors=True)

@@ -6,6 +6,7 @@ is the analytic world that older datasets were made with (:mod:`heimdall_cli.dat
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,11 +26,38 @@ if TYPE_CHECKING:
 GENERATOR = "heimdall-synth"
 
 
-def generate(n: int, seed: int, world: WorldSettings, params: FeatureSettings, start: int = 0) -> Samples:
-    """Samples ``start`` … ``start + n - 1`` of ``world`` (transmission seed ``seed``)."""
+def generate(n: int, seed: int, world: WorldSettings, params: FeatureSettings, start: int = 0,
+             workers: int = 1) -> Samples:
+    """Samples ``start`` … ``start + n - 1`` of ``world`` (transmission seed ``seed``).
+
+    ``workers`` > 1 generates blocks in that many forked processes (one torch thread
+    each); blocks are independent, so the bytes are the same as with one.
+    """
     if world.version == 1:
         return synth_analytic.to_samples(synth_analytic.generate(n, seed, world, start=start), world)
-    return synth_iq.generate(n, seed, world, params, start=start)
+    if workers <= 1 or n <= synth_iq.BLOCK_SIZE:
+        return synth_iq.generate(n, seed, world, params, start=start)
+    import multiprocessing
+
+    step = synth_iq.BLOCK_SIZE
+    first = min(start + n, (start // step + 1) * step)  # align the pieces to blocks: none is made twice
+    edges = [start, *range(first, start + n, step), start + n]
+    jobs = [(b - a, seed, world, params, a) for a, b in itertools.pairwise(edges) if b > a]
+    with multiprocessing.get_context("fork").Pool(min(workers, len(jobs)), initializer=_one_thread) as pool:
+        return Samples.concat(pool.starmap(synth_iq.generate, jobs))
+
+
+def default_workers() -> int:
+    """Processes for in-memory generation: one per CPU the process may use."""
+    import os
+
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+def _one_thread() -> None:
+    import torch
+
+    torch.set_num_threads(1)
 
 
 def features_of(world: WorldSettings, params: FeatureSettings) -> dict[str, Any]:

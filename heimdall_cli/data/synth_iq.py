@@ -137,20 +137,18 @@ def _block(seed: int, block: int, world: WorldSettings, params: FeatureSettings,
     amp = torch.from_numpy((10.0 ** ((mean_dbm - FULL_SCALE_DBM) / 20.0))[..., None] * fading).to(torch.complex64)
     sigma = torch.from_numpy(np.broadcast_to(np.sqrt(f * 10.0 ** ((noise_dbm - FULL_SCALE_DBM) / 10.0) / 2.0),
                                              (b, s)).astype(np.float32))
-    noise = torch.randn((b, s, t_frames, f, 2), generator=gen).mul_(sigma[..., None, None, None])
+    noise = torch.empty((b, s, t_frames, f, 2)).normal_(generator=gen).mul_(sigma[..., None, None, None])
     x = torch.view_as_complex(noise)
     lo = np.broadcast_to(net.lo_bins, (b, s))
     for k in np.unique(lo):  # the LO error shifts the spectrum by whole bins: a roll of the shared FFT
-        rows, cols = np.nonzero(lo == k)
         shifted = torch.roll(z, int(k), dims=-1) if k else z
-        if len(rows) == b * s:
-            x.addcmul_(shifted[:, None], amp[..., None])
-        elif (lo == k).all(axis=0).any() and (lo[:, cols] == k).all():  # whole columns (a fixed network)
-            idx = torch.from_numpy(np.unique(cols))
-            x[:, idx] += shifted[:, None] * amp[:, idx, :, None]
-        else:
-            r, c = torch.from_numpy(rows), torch.from_numpy(cols)
-            x[r, c] += shifted[r] * amp[r, c, :, None]
+        hit = lo == k
+        for col in np.flatnonzero(hit.any(axis=0)):
+            if hit[:, col].all():  # a fixed network: the whole station column
+                x[:, col].addcmul_(shifted, amp[:, col, :, None])
+            else:
+                rows = torch.from_numpy(np.flatnonzero(hit[:, col]))
+                x[rows, col] += shifted[rows] * amp[rows, col, :, None]
     iq = torch.fft.ifft(x, dim=-1).reshape(b, s, t_frames * f) if keep_iq or params.window != "rect" else None
     spec, scalars = from_spectra(x if params.window == "rect" else spectra(iq, params), params)
 
@@ -194,13 +192,14 @@ def _transmitted_frames(gen: torch.Generator, b: int, t_frames: int, f: int, fs:
     spectrum *= ((hz >= VOICE_BAND_HZ[0]) & (hz <= VOICE_BAND_HZ[1])).to(spectrum.dtype)
     voice = torch.fft.irfft(spectrum, n=n, dim=-1)
     voice = (voice / voice.std(dim=-1, keepdim=True).clamp_min(1e-12)).clamp_(-3.0, 3.0)
-    envelope = torch.from_numpy(loudness[:, None] / (1.0 + np.exp(-2.0 * syllables + 0.5))).to(torch.float32)
-    t = torch.arange(n, dtype=torch.float64) / fs
-    tone = torch.sin(2 * math.pi * torch.from_numpy(tone_hz)[:, None] * t + torch.from_numpy(tone_phase)[:, None])
-    inst_hz = (peak_dev / 3.0) * voice * envelope.repeat_interleave(f, dim=1)
-    inst_hz = inst_hz.double() + ctcss_dev * tone + torch.from_numpy(offset_hz)[:, None]
-    phase = torch.cumsum(inst_hz, dim=1) * (2 * math.pi / fs)
-    signal = torch.polar(torch.ones((), dtype=torch.float64), phase).to(torch.complex64)
+    envelope = torch.from_numpy((loudness[:, None] / (1.0 + np.exp(-2.0 * syllables + 0.5))).astype(np.float32))
+    t = torch.arange(n, dtype=torch.float32) / fs
+    tone = torch.sin(2 * math.pi * torch.from_numpy(tone_hz.astype(np.float32))[:, None] * t
+                     + torch.from_numpy(tone_phase.astype(np.float32))[:, None])
+    inst_hz = voice.mul_(envelope.repeat_interleave(f, dim=1)).mul_(peak_dev / 3.0)
+    inst_hz.add_(tone, alpha=ctcss_dev).add_(torch.from_numpy(offset_hz.astype(np.float32))[:, None])
+    phase = torch.cumsum(inst_hz, dim=1).mul_(2 * math.pi / fs)
+    signal = torch.polar(torch.ones((), dtype=torch.float32), phase)
     return torch.fft.fft(signal.view(b, t_frames, f), dim=-1)
 
 

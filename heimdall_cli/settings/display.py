@@ -11,7 +11,7 @@ from heimdall_cli.settings.models import SECRET_KEYS, Settings, walk
 
 # Settings that shape how a run is watched, not what it computes: not logged as params.
 _NOT_PARAMS = {"tracking.query_timeout_s", "tracking.register_timeout_s", "training.progress",
-               "training.progress_interval_s", "tracking.flush_interval_s"}
+               "training.progress_interval_s", "tracking.flush_interval_s", "data.synth_workers"}
 
 
 def explain(settings: Settings) -> list[tuple[str, str, str, str]]:

@@ -202,6 +202,8 @@ class DataSettings(Section):
 
     source: str = Field("synthetic", description="synthetic, a dataset folder, or s3://BUCKET/PREFIX.")
     samples: int = Field(20000, ge=10, description="Samples generated in memory for source=synthetic.")
+    synth_workers: int = Field(0, ge=0, description="Processes that generate synthetic samples (0: one per CPU; "
+                               "the samples are the same whatever the count).")
     seed: int = Field(0, ge=0, description="Seed of the synthetic world and of the splits.")
     val_fraction: float = Field(0.1, gt=0, lt=0.5, description="Share of samples for validation.")
     test_fraction: float = Field(0.1, gt=0, lt=0.5, description="Share of samples for the test split.")

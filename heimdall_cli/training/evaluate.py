@@ -31,8 +31,9 @@ def evaluate(prep: Prepared) -> tuple[dict[str, float], str | None]:
     if not trainer.is_global_zero:
         return test, None
     pred_latlon = _predict_latlon(prep, prep.loaders["test"])
-    world = splits.world or (prep.settings.data.world if splits.identity.kind != "synthetic" else None)
-    references = reference_estimates(splits.test, world, splits.features, prep.settings.data.features)
+    synthetic = splits.world is not None
+    references = reference_estimates(splits.test, splits.world or prep.settings.data.world, splits.features,
+                                     prep.settings.data.features, synthetic=synthetic)
     true = splits.test.tx_latlon
     extra = {f"test/baseline_{name}_error_m_p50": float(np.median(errors_m(pred, true)))
              for name, pred in references.items()}

@@ -181,9 +181,9 @@ def _start_run(settings: Settings, splits: Splits, resume_run_id: str | None,
     try:
         tracker.log_params(run_params(settings))
         ident = splits.identity
-        tracker.log_params({"data.name": ident.name, "data.digest": ident.digest, "data.samples": ident.samples,
-                            "data.train_samples": len(splits.train), "data.unlabelled_samples": splits.unlabelled,
-                            "data.dataset_features": splits.features})
+        tracker.log_params({"data.name": ident.name, "data.digest": ident.digest,
+                            "data.dataset_samples": ident.samples, "data.train_samples": len(splits.train),
+                            "data.unlabelled_samples": splits.unlabelled, "data.dataset_features": splits.features})
         tracker.log_dataset(ident.name, ident.digest, ident.source,
                             profile={"samples": ident.samples, "kind": ident.kind})
         tracker.log_dict(to_display_dict(settings), "config/resolved.yaml")

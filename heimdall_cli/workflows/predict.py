@@ -185,6 +185,8 @@ def _from_recordings(model: LoadedModel, sigmf: list[Path] | None, sessions: lis
     for unit in units:
         captures = []
         for c in unit.load():
+            if isinstance(c, ConfigError):
+                raise c
             if c.station not in known:
                 ignored.add(c.station)
                 continue

@@ -49,7 +49,7 @@ CONSUMER = textwrap.dedent("""
 def test_shell_pipeline_then_plain_mlflow_consumer(world, tmp_path):
     from heimdall_cli.data.baselines import errors_m
     from heimdall_cli.data.synth import generate
-    from heimdall_cli.settings import WorldSettings
+    from heimdall_cli.settings import FeatureSettings, WorldSettings
 
     env = subprocess_env(world, PATH=f"{tmp_path}/bin:/usr/bin:/bin")
     (tmp_path / "bin").mkdir()
@@ -61,8 +61,10 @@ def test_shell_pipeline_then_plain_mlflow_consumer(world, tmp_path):
     assert result == {"run": world.run_id, "version": 1, "onnx_version": 1}
 
     # Real samples from the synthetic world (a different part of it than training used).
-    batch = generate(32, 7, WorldSettings())
-    np.save(tmp_path / "x.npy", batch.spectrograms)
+    from heimdall_cli.data.packing import pack
+
+    batch = generate(32, 7, WorldSettings(), FeatureSettings())
+    np.save(tmp_path / "x.npy", pack(batch))
     consumer_env = {k: v for k, v in subprocess_env(world).items() if not k.startswith("HEIMDALL_")}
     consumer_env.update(world.consumer_env())
     (tmp_path / "consumer.py").write_text(CONSUMER)

@@ -203,7 +203,7 @@ def test_export_onnx_parity_log_register(world, tmp_path):
                      "--output", str(tmp_path / "m.onnx"), "--json"))
     assert_schema(data, EXPORT_SCHEMA)
     assert data["model_uri"] == f"runs:/{world.run_id}/onnx" and data["parity"]["ok"]
-    assert data["input"] == {"name": "spectrograms", "dtype": "float32", "shape": ["batch", 7, 32, 32]}
+    assert data["input"] == {"name": "receivers", "dtype": "float32", "shape": ["batch", 7, 32 * 32 + 8]}
     assert data["output"]["shape"] == ["batch", 4]
     assert data["output"]["columns"] == ["lat_deg", "lon_deg", "sigma_east_m", "sigma_north_m"]
     assert "synthetic world" in data["samples_source"] and data["parity"]["batch_sizes"] == [64, 1]
@@ -221,14 +221,13 @@ def test_export_onnx_parity_log_register(world, tmp_path):
 
     # Named input/output, dynamic batch, same numbers as the torch model.
     session = ort.InferenceSession(str(tmp_path / "m.onnx"))
-    assert [i.name for i in session.get_inputs()] == ["spectrograms"]
+    assert [i.name for i in session.get_inputs()] == ["receivers"]
     assert [o.name for o in session.get_outputs()] == ["prediction"]
-    from heimdall_cli.data.synth import generate
-    from heimdall_cli.settings import WorldSettings
+    from heimdall_cli.data.packing import example_input
 
-    x = generate(5, 1, WorldSettings(), start=300).spectrograms
+    x = example_input(5, 1)
     for batch in (x[:1], x):
-        assert session.run(None, {"spectrograms": batch})[0].shape == (len(batch), 4)
+        assert session.run(None, {"receivers": batch})[0].shape == (len(batch), 4)
 
     # Exporting again is idempotent in the registry.
     again = _ok(cli("model", "export", "--format", "onnx", "--version", "1", "--register", "-q"))
@@ -267,13 +266,12 @@ def test_parity_check_reports_the_worst_sample(sqlite_world):
     """The parity check itself: torch vs onnxruntime, with and without room for float32 rounding."""
     import mlflow.pytorch
 
-    from heimdall_cli.data.synth import generate
+    from heimdall_cli.data.packing import example_input
     from heimdall_cli.export.onnx import to_onnx
     from heimdall_cli.export.parity import Tolerance, check_parity
-    from heimdall_cli.settings import WorldSettings
 
     module = mlflow.pytorch.load_model(str(sqlite_world.model_dir))
-    x = generate(16, 0, WorldSettings()).spectrograms
+    x = example_input(16, 0)
     model = to_onnx(module, x)
     columns = ["lat_deg", "lon_deg", "sigma_east_m", "sigma_north_m"]
     assert check_parity(module, model, x, columns).ok

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from heimdall_cli.data.dataset import build_splits
-from heimdall_cli.data.synth import write_dataset
 from heimdall_cli.data.store import open_dataset, upload_dataset
+from heimdall_cli.data.synth import write_dataset
 from heimdall_cli.errors import BackendUnavailable, ConfigError
 from heimdall_cli.settings import DataSettings, StorageSettings
 from heimdall_cli.storage import s3_client

@@ -92,16 +92,14 @@ def test_logged_model_predicts_latitude_longitude_and_sigma(trained):
     import mlflow.pyfunc
     from mlflow.models import Model
 
-    from heimdall_cli.data.synth import generate
-    from heimdall_cli.settings import WorldSettings
+    from heimdall_cli.data.packing import example_input
 
     uri = result.json()["model_uri"]
     with mlflow_tracking(env):
         info = Model.load(uri)
         assert info.signature is not None
         model = mlflow.pyfunc.load_model(uri)
-    batch = generate(5, seed=123, world=WorldSettings())
-    pred = np.asarray(model.predict(batch.spectrograms.astype(np.float32)))
+    pred = np.asarray(model.predict(example_input(5, seed=123)))
     assert pred.shape == (5, 4)
     assert np.all((pred[:, 0] > 42) & (pred[:, 0] < 48) & (pred[:, 1] > 5) & (pred[:, 1] < 12))
     assert np.all(pred[:, 2:] > 0)
