@@ -72,7 +72,7 @@ def test_gpu_box_path_verify_train_best_register_promote_consume(gpu_box_env, ml
     model_name = gpu_box_env["HEIMDALL_TRACKING__MODEL_NAME"]
     code = (
         "import mlflow, numpy as np\n"
-        "from heimdall_cli.data.packing import example_input\n"
+        "from heimdall_cli.data.synth import example_input\n"
         f"m = mlflow.pyfunc.load_model('models:/{model_name}@production')\n"
         "p = np.asarray(m.predict(example_input(3, 5)))\n"
         "print(p.shape, bool((p[:, 0] > 42).all() and (p[:, 2:] > 0).all()))\n"

@@ -63,11 +63,3 @@ def pack(samples: Samples) -> NDArray[np.float32]:
     out[..., b * t + len(SCALARS) : b * t + len(SCALARS) + 2] = samples.rx_latlon
     out[..., -1] = samples.rx_mask
     return out
-
-
-def example_input(n: int, seed: int = 0) -> NDArray[np.float32]:
-    """[n, slots, width] packed inputs from the default synthetic world and extractor (for consumers' tests)."""
-    from heimdall_cli.data.synth import generate
-    from heimdall_cli.settings import FeatureSettings, WorldSettings
-
-    return pack(generate(n, seed, WorldSettings(), FeatureSettings()))

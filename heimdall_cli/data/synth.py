@@ -91,3 +91,11 @@ def write_dataset(out_dir: str | Path, n: int, seed: int, world: WorldSettings, 
         count = min(shard_size, n - start)
         writer.add(generate(count, seed, world, params, start=start), np.arange(start + 1, start + count + 1))
     return writer.close()
+
+
+def example_input(n: int, seed: int = 0) -> Any:
+    """[n, slots, width] packed model inputs from the default world and extractor (for consumers' tests)."""
+    from heimdall_cli.data.packing import pack
+    from heimdall_cli.settings import FeatureSettings, WorldSettings
+
+    return pack(generate(n, seed, WorldSettings(), FeatureSettings()))

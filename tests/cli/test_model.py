@@ -223,7 +223,7 @@ def test_export_onnx_parity_log_register(world, tmp_path):
     session = ort.InferenceSession(str(tmp_path / "m.onnx"))
     assert [i.name for i in session.get_inputs()] == ["receivers"]
     assert [o.name for o in session.get_outputs()] == ["prediction"]
-    from heimdall_cli.data.packing import example_input
+    from heimdall_cli.data.synth import example_input
 
     x = example_input(5, 1)
     for batch in (x[:1], x):
@@ -266,7 +266,7 @@ def test_parity_check_reports_the_worst_sample(sqlite_world):
     """The parity check itself: torch vs onnxruntime, with and without room for float32 rounding."""
     import mlflow.pytorch
 
-    from heimdall_cli.data.packing import example_input
+    from heimdall_cli.data.synth import example_input
     from heimdall_cli.export.onnx import to_onnx
     from heimdall_cli.export.parity import Tolerance, check_parity
 

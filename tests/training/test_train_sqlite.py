@@ -92,7 +92,7 @@ def test_logged_model_predicts_latitude_longitude_and_sigma(trained):
     import mlflow.pyfunc
     from mlflow.models import Model
 
-    from heimdall_cli.data.packing import example_input
+    from heimdall_cli.data.synth import example_input
 
     uri = result.json()["model_uri"]
     with mlflow_tracking(env):
