@@ -47,7 +47,7 @@ from heimdall_cli.data.features import SCALARS
 from heimdall_cli.data.geo import haversine_m
 from heimdall_cli.data.receivers import RECEIVERS, Receiver
 from heimdall_cli.data.samples import FLOOR_DB, Samples
-from heimdall_cli.data.world import path_loss_db
+from heimdall_cli.data.world import ar1, path_loss_db
 
 if TYPE_CHECKING:
     from heimdall_cli.settings import WorldSettings
@@ -121,19 +121,6 @@ def generate(
     return out
 
 
-def _ar1(rng: np.random.Generator, shape: tuple[int, ...], rho: float, complex_: bool = False) -> NDArray:
-    """Stationary unit-variance AR(1) along the last axis."""
-    w = rng.standard_normal((*shape, 2) if complex_ else shape)
-    if complex_:
-        w = (w[..., 0] + 1j * w[..., 1]) / np.sqrt(2.0)
-    x = np.empty_like(w)
-    x[..., 0] = w[..., 0]
-    innov = np.sqrt(1.0 - rho * rho)
-    for t in range(1, shape[-1]):
-        x[..., t] = rho * x[..., t - 1] + innov * w[..., t]
-    return x
-
-
 def _block(seed: int, block: int, world: WorldSettings, receivers: tuple[Receiver, ...]) -> SynthBatch:
     """One full block; every draw has a fixed shape and order so samples never shift."""
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(block,)))
@@ -145,8 +132,8 @@ def _block(seed: int, block: int, world: WorldSettings, receivers: tuple[Receive
     shadow = world.shadowing_db * rng.standard_normal((b, r))
     los_draw = rng.random((b, r))
     los_phase = np.exp(2j * np.pi * rng.random((b, r)))
-    scatter = _ar1(rng, (b, r, f), FADING_RHO, complex_=True)
-    envelope = _ar1(rng, (b, f), VOICE_RHO)
+    scatter = ar1(rng, (b, r, f), FADING_RHO, complex_=True)
+    envelope = ar1(rng, (b, f), VOICE_RHO)
     loudness = rng.uniform(0.5, 1.0, size=(b, 1))
     z_band = rng.standard_normal((b, r, m, f), dtype=np.float32)  # the big draw: float32 halves its cost
 

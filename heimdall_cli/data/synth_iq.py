@@ -39,7 +39,7 @@ from heimdall_cli.data.features import SCALARS, from_spectra, spectra
 from heimdall_cli.data.geo import haversine_m
 from heimdall_cli.data.receivers import RECEIVERS, Receiver
 from heimdall_cli.data.samples import FLOOR_DB, Samples
-from heimdall_cli.data.world import Network, mean_power_dbm, network, shadow_field
+from heimdall_cli.data.world import Network, ar1, mean_power_dbm, network, shadow_field
 
 if TYPE_CHECKING:
     from heimdall_cli.settings import FeatureSettings, WorldSettings
@@ -113,7 +113,7 @@ def _block(seed: int, block: int, world: WorldSettings, params: FeatureSettings,
     tone = np.asarray(CTCSS_TONES)[rng.integers(0, len(CTCSS_TONES), size=b)]
     tone_phase = rng.uniform(0, 2 * np.pi, size=b)
     loudness = rng.uniform(0.5, 1.0, size=b)
-    syllables = _ar1(rng, (b, t_frames), 0.7)
+    syllables = ar1(rng, (b, t_frames), 0.7)
 
     # The receivers: the fixed network, or a random placement per sample.
     net, rx_latlon, mask, field = _receivers(rng, world, bin_hz, receivers, b)
@@ -125,7 +125,7 @@ def _block(seed: int, block: int, world: WorldSettings, params: FeatureSettings,
     d_km = haversine_m(tx_lat[:, None], tx_lon[:, None], rx_latlon[..., 0], rx_latlon[..., 1]) / 1000.0
     los = rng.random((b, s)) < np.exp(-d_km / LOS_SCALE_KM)
     los_phase = rng.uniform(0, 2 * np.pi, size=(b, s))
-    scatter = _ar1(rng, (b, s, t_frames), FADING_RHO, complex_=True)
+    scatter = ar1(rng, (b, s, t_frames), FADING_RHO, complex_=True)
     k = np.where(los, 10.0 ** (np.maximum(12.0 - 0.1 * d_km, 0.0) / 10.0), 0.0)
     fading = (np.sqrt(k / (k + 1))[..., None] * np.exp(1j * los_phase)[..., None]
               + np.sqrt(1 / (k + 1))[..., None] * scatter)  # [b, s, t], mean power 1
@@ -201,16 +201,3 @@ def _transmitted_frames(gen: torch.Generator, b: int, t_frames: int, f: int, fs:
     phase = torch.cumsum(inst_hz, dim=1).mul_(2 * math.pi / fs)
     signal = torch.polar(torch.ones((), dtype=torch.float32), phase)
     return torch.fft.fft(signal.view(b, t_frames, f), dim=-1)
-
-
-def _ar1(rng: np.random.Generator, shape: tuple[int, ...], rho: float, complex_: bool = False) -> NDArray:
-    """Stationary unit-variance AR(1) along the last axis."""
-    w = rng.standard_normal((*shape, 2) if complex_ else shape)
-    if complex_:
-        w = (w[..., 0] + 1j * w[..., 1]) / np.sqrt(2.0)
-    x = np.empty_like(w)
-    x[..., 0] = w[..., 0]
-    innov = np.sqrt(1.0 - rho * rho)
-    for i in range(1, shape[-1]):
-        x[..., i] = rho * x[..., i - 1] + innov * w[..., i]
-    return x

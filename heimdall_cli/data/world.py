@@ -170,6 +170,19 @@ def mean_power_dbm(world: WorldSettings, net: Network, field: ShadowField | None
     return power
 
 
+def ar1(rng: np.random.Generator, shape: tuple[int, ...], rho: float, complex_: bool = False) -> NDArray:
+    """Stationary unit-variance AR(1) along the last axis."""
+    w = rng.standard_normal((*shape, 2) if complex_ else shape)
+    if complex_:
+        w = (w[..., 0] + 1j * w[..., 1]) / np.sqrt(2.0)
+    x = np.empty_like(w)
+    x[..., 0] = w[..., 0]
+    innov = np.sqrt(1.0 - rho * rho)
+    for t in range(1, shape[-1]):
+        x[..., t] = rho * x[..., t - 1] + innov * w[..., t]
+    return x
+
+
 def _key(world: WorldSettings) -> str:
     return json.dumps(world.model_dump(mode="json"), sort_keys=True)
 

@@ -13,6 +13,7 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -95,3 +96,36 @@ def bucket(storage: StorageSettings) -> str:
     name = f"heimdall-data-{uuid.uuid4().hex[:12]}"
     s3_client(storage).create_bucket(Bucket=name)
     return name
+
+
+def write_v1_dataset(root: Path, n: int, seed: int, world: WorldSettings) -> Any:
+    """A dataset as heimdall wrote them before IQ synthesis (format version 1); returns the analytic batch."""
+    import hashlib
+    import json
+    import zipfile
+
+    import numpy as np
+
+    from heimdall_cli.data import synth_analytic
+    from heimdall_cli.data.receivers import RECEIVERS, receivers_to_json
+    from heimdall_cli.data.shards import _ZIP_EPOCH, sha256_file
+
+    root.mkdir(parents=True)
+    batch = synth_analytic.generate(n, seed, world)
+    path = root / "shard-00000.npz"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:
+        for name in synth_analytic.SynthBatch.fields():
+            with zf.open(zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_EPOCH), "w") as fh:
+                np.lib.format.write_array(fh, np.ascontiguousarray(getattr(batch, name)))
+    digest = sha256_file(path)
+    v1_world = {k: v for k, v in world.model_dump(mode="json").items()
+                if k in ("frequency_mhz", "path_loss_exponent", "shadowing_db", "tx_power_dbm", "noise_floor_dbm",
+                         "lat_range", "lon_range", "n_mels", "n_frames")}  # what a version-1 manifest held
+    (root / "manifest.json").write_text(json.dumps({
+        "format": "heimdall-rf", "version": 1, "samples": n,
+        "shape": {"receivers": 7, "n_mels": world.n_mels, "n_frames": world.n_frames},
+        "shards": [{"file": path.name, "samples": n, "sha256": digest}],
+        "generator": {"name": "heimdall-synth", "version": 1, "seed": seed, "world": v1_world},
+        "receivers": receivers_to_json(RECEIVERS),
+        "content_hash": hashlib.sha256(f"{digest}\n".encode()).hexdigest()}))
+    return batch

@@ -223,3 +223,12 @@ def test_a_real_training_on_imported_data(env, tmp_path):
     summary = json.loads(result.stdout)
     assert summary["status"] == "FINISHED" and np.isfinite(summary["test"]["test/error_m_p50"])
     assert "test/baseline_oracle_error_m_p50" not in summary["test"]  # recorded data: no oracle
+
+    # The model predicts a recorded session straight from the acquisition store.
+    predicted = cli({**train_env, "HEIMDALL_ACQUISITION_DB": env["HEIMDALL_ACQUISITION_DB"]}, "predict",
+                    summary["run_id"], "--session", _session_id(2), "--json")
+    assert predicted.exit_code == 0, predicted.output
+    rows = json.loads(predicted.stdout)["predictions"]
+    assert [r["ref"] for r in rows] == [f"session {_session_id(2)} chunk {c}" for c in range(CHUNKS)]
+    assert all(43 < r["lat"] < 47 and r["error_m"] is None for r in rows)  # the unknown source: no label
+    assert PASSWORD not in predicted.output

@@ -106,3 +106,15 @@ def test_unlabelled_samples_are_left_out_of_the_splits(settings, tmp_path):
     splits = build_splits(settings.model_copy(update={"source": str(tmp_path / "mixed")}))
     assert splits.unlabelled == 40 and len(splits.train) + len(splits.val) + len(splits.test) == 80
     assert np.isfinite(splits.train.tx_latlon).all()
+
+
+def test_a_version_1_dataset_still_splits_for_training(tmp_path, small_world):
+    from tests.data.conftest import write_v1_dataset
+
+    write_v1_dataset(tmp_path / "v1", 120, 2, small_world)
+    splits = build_splits(DataSettings(source=str(tmp_path / "v1"), seed=1))
+    assert splits.features == {"kind": "analytic-v1"} and splits.world.version == 1
+    assert (splits.layout.bands, splits.layout.frames, splits.slots) == (8, 8, 7)
+    assert splits.train[0]["receivers"].shape == (7, 8 * 8 + TAIL)
+    # Named feature settings do not refuse it: analytic features have no extractor parameters to compare.
+    assert build_splits(DataSettings(source=str(tmp_path / "v1")), features_explicit=True).slots == 7

@@ -4,15 +4,15 @@ import json
 import numpy as np
 import pytest
 
-from heimdall_cli.data import synth_analytic
 from heimdall_cli.data.features import params_dict
 from heimdall_cli.data.manifest import MANIFEST
-from heimdall_cli.data.receivers import RECEIVERS, receivers_to_json
+from heimdall_cli.data.receivers import RECEIVERS
 from heimdall_cli.data.samples import Samples
 from heimdall_cli.data.shards import STATE, ShardWriter
 from heimdall_cli.data.store import open_dataset, upload_dataset
 from heimdall_cli.data.synth import generate, write_dataset
 from heimdall_cli.errors import ConfigError
+from tests.data.conftest import write_v1_dataset
 
 
 @pytest.fixture
@@ -88,28 +88,7 @@ def test_a_cut_off_write_resumes_without_writing_a_shard_twice(tmp_path, world, 
 def test_version_1_datasets_still_read(tmp_path, small_world):
     """A dataset written by the analytic generator (format version 1) reads into the current layout."""
     root = tmp_path / "v1"
-    root.mkdir()
-    batch = synth_analytic.generate(100, 3, small_world)
-    import zipfile
-
-    from heimdall_cli.data.shards import _ZIP_EPOCH, sha256_file
-
-    path = root / "shard-00000.npz"
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:
-        for name in synth_analytic.SynthBatch.fields():
-            with zf.open(zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_EPOCH), "w") as fh:
-                np.lib.format.write_array(fh, np.ascontiguousarray(getattr(batch, name)))
-    digest = sha256_file(path)
-    world = {k: v for k, v in small_world.model_dump(mode="json").items()
-             if k in ("frequency_mhz", "path_loss_exponent", "shadowing_db", "tx_power_dbm", "noise_floor_dbm",
-                      "lat_range", "lon_range", "n_mels", "n_frames")}  # what a version-1 manifest held
-    (root / MANIFEST).write_text(json.dumps({
-        "format": "heimdall-rf", "version": 1, "samples": 100,
-        "shape": {"receivers": 7, "n_mels": 8, "n_frames": 8},
-        "shards": [{"file": path.name, "samples": 100, "sha256": digest}],
-        "generator": {"name": "heimdall-synth", "version": 1, "seed": 3, "world": world},
-        "receivers": receivers_to_json(RECEIVERS),
-        "content_hash": hashlib.sha256(f"{digest}\n".encode()).hexdigest()}))
+    batch = write_v1_dataset(root, 100, 3, small_world)
     reader = open_dataset(str(root))
     assert reader.manifest.features == {"kind": "analytic-v1"} and reader.manifest.world.version == 1
     s = reader.load()
