@@ -38,9 +38,9 @@ def plain_loop(settings: Any, steps: int, skip: int) -> tuple[c.StepTimes, list[
     from heimdall_cli.training.prepare import build_model, make_loaders
 
     t = settings.training
-    L.seed_everything(t.seed, workers=True, verbose=False)  # as prepare() does, before the model
-    module = build_model(settings)
     splits = c.splits_for(settings)
+    L.seed_everything(t.seed, workers=True, verbose=False)  # as prepare() does, before the model
+    module = build_model(settings, splits)  # normalised for the data, as prepare() builds it
     loader = make_loaders(settings, splits)["train"]
     # The module's own optimizer and schedule; it only needs the step count from a trainer.
     module._trainer = SimpleNamespace(estimated_stepping_batches=steps)
@@ -59,8 +59,8 @@ def plain_loop(settings: Any, steps: int, skip: int) -> tuple[c.StepTimes, list[
                 times.intervals.append(now - last)
                 times.cpu.append(cpu - last_cpu)
             last, last_cpu = now, cpu
-            mu, sigma = net(batch["x"])
-            loss = gaussian_nll(mu, sigma, batch["y"])
+            mu, sigma = net(batch["receivers"])
+            loss = gaussian_nll(mu, sigma, batch["y"], batch["y_sigma"])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if t.grad_clip:

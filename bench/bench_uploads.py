@@ -1,7 +1,7 @@
 """Epoch time with checkpoint uploads to S3 against no uploads. Target ratio ≥ 0.98.
 
 Both arms: heimdall's fit path, tracking to a fresh PostgreSQL database, artifacts
-in ``s3://heimdall-mlflow/bench`` on moto's S3 server over HTTP (tests/services.py),
+in ``s3://heimdall-mlflow/bench`` on moto's S3 server over HTTP (tests/services/s3.py),
 a backbone whose checkpoint (weights plus AdamW state) weighs tens of MB
 (convnext_atto, random init, by default), few steps per epoch and several epochs,
 top-2 plus last checkpoints. The only difference: in the "no uploads" arm the
