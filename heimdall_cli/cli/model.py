@@ -17,6 +17,7 @@ import typer
 
 from heimdall_cli.cli.common import make_output, query_tracker
 from heimdall_cli.cli.options import ConfigOpt, ExperimentOpt, JsonOpt, LimitOpt, ModelNameOpt, QuietOpt, TrackingUriOpt
+from heimdall_cli.export.interface import DEFAULT_OPSET, MIN_OPSET
 
 if TYPE_CHECKING:
     from heimdall_cli.tracking.registry import Promotion
@@ -246,7 +247,7 @@ def export(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Also write the .onnx file here.",
                                                 dir_okay=False)] = None,
     samples: Annotated[int, typer.Option("--samples", min=2, help="Samples in the parity check.")] = 64,
-    opset: Annotated[int, typer.Option("--opset", min=15, help="ONNX opset.")] = 17,
+    opset: Annotated[int, typer.Option("--opset", min=MIN_OPSET, help="ONNX opset.")] = DEFAULT_OPSET,
     wait: WaitOpt = None,
     name: ModelNameOpt = None,
     config: ConfigOpt = None,

@@ -13,3 +13,5 @@ OUTPUT_NAME = "prediction"
 OUTPUT_COLUMNS = ("lat_deg", "lon_deg", "sigma_east_m", "sigma_north_m")
 INPUT_LAYOUT = ("packed receivers [batch, slots, bands*frames + 8]: spectrogram (dBFS), power_db, noise_db, "
                 "snr_db, offset_hz, present, lat, lon, mask")
+DEFAULT_OPSET = 18  # the opset of PyTorch's dynamo exporter; it also sets the minimum
+MIN_OPSET = 18

@@ -1,101 +1,55 @@
-"""Torch -> ONNX for the deployed localizer (torch and onnx only; no MLflow).
+"""Torch -> ONNX for the deployed localizer (torch, onnx and onnxscript only; no MLflow).
 
-``mlflow.pytorch.load_model`` of a ``pt2`` model returns the ``torch.export`` graph
-module (``ExportedProgram.module()``). That object refuses ``train()``/``eval()``,
-and the torch.export-based ONNX exporter needs ``onnxscript`` (not installed), so
-the graph is traced with the TorchScript exporter behind a thin wrapper. Three aten
-ops of the projections have no TorchScript symbolic (``sinc``, ``rad2deg``, ``deg2rad``);
-they are registered here. The head computes in float64, and onnxruntime's CPU kernels
-for ``Asin``/``Atan`` are float32 only: those nodes get Casts around them (about
-1e-7 rad, i.e. < 1 m, well inside the parity tolerance).
+The exporter is PyTorch's current one, ``torch.onnx.export(..., dynamo=True)``: it
+captures the model with ``torch.export`` and translates the graph with ``onnxscript``.
+It takes the ``torch.export`` graph module that ``mlflow.pytorch.load_model`` returns
+for a ``pt2`` model as it is. The batch axis is dynamic (``torch.export.Dim``). The head
+computes in float64, and onnxruntime's CPU kernels for ``Asin``/``Acos``/``Atan`` are
+float32 only: those nodes get Casts around them (about 1e-7 rad, i.e. < 1 m, well
+inside the parity tolerance).
 
 The interface (names, columns, dynamic batch axis) is :mod:`heimdall_cli.export.interface`.
 """
 
 from __future__ import annotations
 
-import io
-import math
+import logging
 import re
 import warnings
 from typing import Any
 
 import numpy as np
 
-from heimdall_cli.export.interface import INPUT_NAME, OUTPUT_NAME
-
-DEFAULT_OPSET = 17
-
-
-class _Traceable:
-    """Wrap a module so the TorchScript exporter may call ``train(False)`` on it."""
-
-    @staticmethod
-    def wrap(module: Any) -> Any:
-        import torch
-
-        class Wrapper(torch.nn.Module):
-            def __init__(self, inner: Any) -> None:
-                super().__init__()
-                self.inner = inner
-
-            def train(self, mode: bool = True) -> Wrapper:  # torch.export modules refuse train()/eval()
-                return self
-
-            def forward(self, x: Any) -> Any:
-                return self.inner(x)
-
-        return Wrapper(module)
-
-
-_registered = False
-
-
-def _register_symbolics() -> None:
-    global _registered
-    if _registered:
-        return
-    import torch
-    from torch.onnx import register_custom_op_symbolic
-
-    def const(g: Any, value: float, like: Any) -> Any:
-        return g.op("CastLike", g.op("Constant", value_t=torch.tensor(value, dtype=torch.float64)), like)
-
-    def sinc(g: Any, x: Any) -> Any:
-        px = g.op("Mul", x, const(g, math.pi, x))
-        is_zero = g.op("Equal", px, const(g, 0.0, x))
-        safe = g.op("Where", is_zero, const(g, 1.0, x), px)
-        return g.op("Where", is_zero, const(g, 1.0, x), g.op("Div", g.op("Sin", safe), safe))
-
-    def rad2deg(g: Any, x: Any) -> Any:
-        return g.op("Mul", x, const(g, 180.0 / math.pi, x))
-
-    def deg2rad(g: Any, x: Any) -> Any:
-        return g.op("Mul", x, const(g, math.pi / 180.0, x))
-
-    register_custom_op_symbolic("aten::sinc", sinc, 15)
-    register_custom_op_symbolic("aten::rad2deg", rad2deg, 15)
-    register_custom_op_symbolic("aten::deg2rad", deg2rad, 15)
-    _registered = True
+from heimdall_cli.export.interface import DEFAULT_OPSET, INPUT_NAME, OUTPUT_NAME
 
 
 def to_onnx(module: Any, example: np.ndarray, *, opset: int = DEFAULT_OPSET) -> Any:
     """Export ``module`` (nn.Module or torch.export graph module) to an ``onnx.ModelProto``."""
-    import onnx
     import torch
 
-    _register_symbolics()
-    buffer = io.BytesIO()
     x = torch.from_numpy(np.ascontiguousarray(example[: max(2, min(len(example), 4))], dtype=np.float32))
-    with warnings.catch_warnings(), torch.no_grad():
+    batch = torch.export.Dim("batch", min=1)
+    with warnings.catch_warnings(), torch.no_grad(), _quiet_exporter():
         warnings.simplefilter("ignore")
-        torch.onnx.export(
-            _Traceable.wrap(module), (x,), buffer, dynamo=False, opset_version=opset,
-            input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+        program = torch.onnx.export(
+            module, (x,), dynamo=True, opset_version=opset, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+            dynamic_shapes=({0: batch},), verbose=False,
         )
-    model = onnx.load_from_string(buffer.getvalue())
-    return make_runnable(model)
+    return make_runnable(program.model_proto)
+
+
+class _quiet_exporter:
+    """Keep the exporter's progress lines ("[torch.onnx] Obtain model graph ...") off the console."""
+
+    def __enter__(self) -> None:
+        self._loggers = [logging.getLogger(n) for n in ("torch.onnx", "onnxscript", "torch.export")]
+        self._levels = [lg.level for lg in self._loggers]
+        for lg in self._loggers:
+            lg.setLevel(logging.ERROR)
+
+    def __exit__(self, *exc: object) -> None:
+        for lg, level in zip(self._loggers, self._levels, strict=True):
+            lg.setLevel(level)
 
 
 def make_runnable(model: Any, max_rounds: int = 10) -> Any:

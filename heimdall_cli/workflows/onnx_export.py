@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from heimdall_cli.errors import ConfigError, NotFound, WorkFailed
-from heimdall_cli.export.interface import INPUT_NAME, OUTPUT_COLUMNS, OUTPUT_NAME
+from heimdall_cli.export.interface import DEFAULT_OPSET, INPUT_NAME, MIN_OPSET, OUTPUT_COLUMNS, OUTPUT_NAME
 from heimdall_cli.tracking import registry
 from heimdall_cli.tracking.models import load_pytorch_model, read_mlmodel, save_onnx_model
 
@@ -57,7 +57,7 @@ def export_onnx(
     register: bool = False,
     output: Path | None = None,
     samples: int = 64,
-    opset: int = 17,
+    opset: int = DEFAULT_OPSET,
     wait_s: float | None = None,
 ) -> OnnxExport:
     """Export a registered version to ONNX; see the module docstring."""
@@ -66,8 +66,8 @@ def export_onnx(
 
     if samples < 2:
         raise ConfigError(f"--samples {samples} is too small.", "Use at least 2 samples for the parity check.")
-    if opset < 15:
-        raise ConfigError(f"--opset {opset} is too old.", "Use opset 15 or newer.")
+    if opset < MIN_OPSET:
+        raise ConfigError(f"--opset {opset} is too old.", f"Use opset {MIN_OPSET} or newer.")
     name = model_name or tracker.settings.tracking.model_name
     record = registry.resolve_version(tracker, name, version=version, alias=alias)
     if not record.run_id:

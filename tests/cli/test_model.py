@@ -228,6 +228,22 @@ def test_export_onnx_parity_log_register(world, tmp_path):
     x = example_input(5, 1)
     for batch in (x[:1], x):
         assert session.run(None, {"receivers": batch})[0].shape == (len(batch), 4)
+    # The current (dynamo) exporter's graph: a symbolic batch dimension, opset 18.
+    import onnx
+
+    exported = onnx.load(str(tmp_path / "m.onnx"))
+    assert exported.graph.input[0].type.tensor_type.shape.dim[0].dim_param
+    assert {o.domain: o.version for o in exported.opset_import}[""] == 18
+
+    # The logged model loads through MLflow's own onnx and pyfunc flavours and runs in onnxruntime.
+    import mlflow.onnx
+    import mlflow.pyfunc
+
+    local = world.tracker().download_artifacts("onnx", tmp_path / "logged", run_id=world.run_id)
+    assert mlflow.onnx.load_model(str(local)).graph.output[0].name == "prediction"
+    predicted = mlflow.pyfunc.load_model(str(local)).predict(x)["prediction"]
+    assert predicted.shape == (5, 4)
+    assert abs(predicted - session.run(None, {"receivers": x})[0]).max() == 0
 
     # Exporting again is idempotent in the registry.
     again = _ok(cli("model", "export", "--format", "onnx", "--version", "1", "--register", "-q"))
