@@ -112,7 +112,7 @@ def test_heimdall_ui_on_the_database_keeps_credentials_off_the_command_line(post
                 assert time.monotonic() < deadline, "UI did not come up"
                 time.sleep(1)
         assert experiment["name"] == "ui-check"
-        cmdlines = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+        cmdlines = subprocess.run(["ps", "-eww", "-o", "args"], capture_output=True, text=True).stdout
         assert f"--port {port}" in cmdlines
         assert password not in cmdlines and "AWS_SECRET" not in cmdlines
     finally:

@@ -70,14 +70,37 @@ def run_until_stopped(command: list[str], env: dict[str, str]) -> int:
     try:
         return proc.wait()
     except KeyboardInterrupt:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        stop_group(proc)
         return 0
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def stop_group(proc: subprocess.Popen[bytes], grace_s: float = 15.0) -> None:
+    """SIGTERM the server's process group and wait until every member is gone (SIGKILL after ``grace_s``).
+
+    Waiting for the direct child is not enough: ``mlflow server`` runs uvicorn workers in the
+    same group, and they would outlive ``heimdall ui`` (holding its stdout) while they shut down.
+    """
+    import signal
+    import time
+
+    def group_alive() -> bool:
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+    os.killpg(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None and not group_alive():
+            return
+        time.sleep(0.1)
+    if group_alive():
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
 
 
 def ui_command(settings: Settings, host: str, port: int) -> tuple[list[str], dict[str, str]]:
