@@ -185,7 +185,7 @@ def test_mlflow_server_crash_restart_and_stop_leave_no_process(make_mlflow_serve
     assert any("uvicorn" in p["cmdline"] for p in procs), procs
     assert any("huey_consumer" in p["cmdline"] for p in procs), procs
     assert {p["pgid"] for p in procs} == {sid}  # everything stays in the server's group
-    assert len(ps_session(sid)) == len(procs)
+    assert {int(line.split()[0]) for line in ps_session(sid)} == {p["pid"] for p in procs}
     experiment_id = MlflowClient(tracking_uri=server.url).create_experiment("survives-restart")
 
     # Crash (SIGKILL to the group): no live process of the session is left. Killed
@@ -209,13 +209,18 @@ def test_mlflow_server_crash_restart_and_stop_leave_no_process(make_mlflow_serve
     assert not server.running
 
 
-def _wait_for_huey(server: MlflowServer, timeout_s: float = 20.0) -> list[dict]:
+def _wait_for_huey(server: MlflowServer, timeout_s: float = 30.0) -> list[dict]:
+    """The server's processes once the huey consumers are up and no process starts or ends for 1 s."""
     deadline = time.monotonic() + timeout_s
+    previous: set[int] = set()
     while True:
         procs = server.processes()
-        if any("huey_consumer" in p["cmdline"] for p in procs) or time.monotonic() > deadline:
+        pids = {p["pid"] for p in procs}
+        settled = pids == previous and any("huey_consumer" in p["cmdline"] for p in procs)
+        if settled or time.monotonic() > deadline:
             return procs
-        time.sleep(0.2)
+        previous = pids
+        time.sleep(1.0)
 
 
 # --------------------------------------------------------------------------- backend_env

@@ -131,4 +131,6 @@ def test_every_shipped_config_loads(path):
     assert s.training.backbone
     first = path.read_text().splitlines()[0]
     assert first.startswith("#"), "each config starts with a comment saying what it is for"
-    assert "heimdall train --config configs/" in path.read_text(), "and the command that runs it"
+    text = path.read_text()
+    assert f"--config configs/{path.name}" in text and ("heimdall train" in text or "heimdall sweep start" in text), \
+        "and the command that runs it"

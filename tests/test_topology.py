@@ -101,8 +101,10 @@ def test_heimdall_ui_on_the_database_keeps_credentials_off_the_command_line(post
                             env={**os.environ, **env}, cwd=tmp_path, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
-        url = proc.stdout.readline().strip()
-        assert url == f"http://localhost:{port}"
+        printed = proc.stdout.readline().strip()
+        assert printed.startswith(f"http://localhost:{port}/#/experiments/")  # opens the training view
+        assert printed.endswith("/runs?workflowType=machine_learning")
+        url = printed.split("/#", 1)[0]
         deadline = time.monotonic() + 90
         while True:
             try:

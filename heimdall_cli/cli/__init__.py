@@ -16,7 +16,7 @@ import typer
 from typer.core import TyperGroup
 
 from heimdall_cli import __version__
-from heimdall_cli.cli import config, data, model, predict, runs, train, ui, verify
+from heimdall_cli.cli import config, data, model, predict, runs, sweep, train, ui, verify
 from heimdall_cli.cli.output import render_error
 
 _state = {"verbose": False}
@@ -112,6 +112,7 @@ app.command(name="train")(train.train)
 app.add_typer(runs.app, name="runs")
 app.add_typer(model.app, name="model")
 app.add_typer(data.app, name="data")
+app.add_typer(sweep.app, name="sweep")
 app.command(name="predict")(predict.predict)
 app.command(name="ui")(ui.ui)
 

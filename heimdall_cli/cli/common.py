@@ -9,6 +9,7 @@ if TYPE_CHECKING:
     from heimdall_cli.cli.output import Output
     from heimdall_cli.settings import Settings
     from heimdall_cli.tracking import Tracker
+    from heimdall_cli.tracking.search import RunSource
 
 
 def settings_for(config: Path | None, tracking_uri: str | None = None, flags: dict[str, Any] | None = None,
@@ -29,6 +30,13 @@ def query_tracker(config: Path | None, tracking_uri: str | None = None, **dotted
     from heimdall_cli.tracking import open_tracker
 
     return open_tracker(settings_for(config, tracking_uri, **dotted), patient=False)
+
+
+def query_source(config: Path | None, tracking_uri: str | None = None, **dotted: Any) -> RunSource:
+    """The fast read-only source for run queries (MLflow is imported only for what it does not handle)."""
+    from heimdall_cli.tracking.readers import open_source
+
+    return open_source(settings_for(config, tracking_uri, **dotted))
 
 
 def make_output(json_out: bool = False, quiet: bool = False) -> Output:

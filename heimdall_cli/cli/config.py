@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from heimdall_cli.cli.options import ConfigOpt, JsonOpt, TrackingUriOpt
+from heimdall_cli.cli.options import ConfigOpt, JsonOpt, QuietOpt, TrackingUriOpt
 
 app = typer.Typer(help="Inspect the resolved configuration.", no_args_is_help=True)
 
@@ -20,9 +20,13 @@ def show(
     config: ConfigOpt = None,
     tracking_uri: TrackingUriOpt = None,
     explain: Annotated[bool, typer.Option("--explain", help="Name the source of every value.")] = False,
+    key: Annotated[str | None, typer.Option("--key", "-k", help="Only this setting, e.g. tracking.uri.")] = None,
     json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Print the resolved configuration (secrets masked).
+
+    -q prints KEY=VALUE lines (with --key: the bare value). Exit 2 for an unknown --key.
 
     Precedence, highest first: flags > environment (HEIMDALL_SECTION__FIELD, MLFLOW_TRACKING_URI,
     MLFLOW_S3_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) > .env > --config FILE > defaults.
@@ -36,15 +40,29 @@ def show(
       heimdall config show training.epochs=3 --tracking-uri sqlite:///runs.db --explain
 
       heimdall config show --json | jq .tracking
+
+      URI=$(heimdall config show --key tracking.uri -q)
     """
     from heimdall_cli.cli.common import make_output, settings_for
     from heimdall_cli.cli.output import table
+    from heimdall_cli.errors import ConfigError
     from heimdall_cli.settings import explain as explain_rows
     from heimdall_cli.settings import parse_overrides, to_display_dict
 
     settings = settings_for(config, tracking_uri, flags=parse_overrides(overrides or []))
     rows = explain_rows(settings)
-    out = make_output(json_out)
+    if key is not None:
+        rows = [row for row in rows if row[0] == key]
+        if not rows:
+            raise ConfigError(f"No setting {key!r}.", "List them: heimdall config show")
+    out = make_output(json_out, quiet)
+    if quiet:
+        out.result(None, bare=[str(rows[0][1])] if key else [f"{k}={v}" for k, v, _, _ in rows])
+        return
+    if key is not None and json_out:
+        k, value, source, _ = rows[0]
+        out.result({"key": k, "value": value, "source": source})
+        return
     if json_out:
         data = to_display_dict(settings)
         if explain:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from heimdall_cli.cli.options import ConfigOpt, JsonOpt
+from heimdall_cli.cli.options import ConfigOpt, JsonOpt, QuietOpt
 
 if TYPE_CHECKING:
     from heimdall_cli.data.importing import ImportReport
@@ -38,6 +38,7 @@ def synth(
     overwrite: OverwriteOpt = False,
     config: ConfigOpt = None,
     json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Generate transmissions of the synthetic world (data.world) through the feature extractor (data.features).
 
@@ -64,7 +65,8 @@ def synth(
             raise ConfigError("--format sigmf writes a local folder.", "Give --out FOLDER.")
         paths = write_synthetic(Path(out), samples, seed, data.world, data.features, datatype=datatype)
         result = {"location": out, "format": "sigmf", "collections": len(paths), "datatype": datatype}
-        _render(result, [("location", out), ("collections", len(paths)), ("datatype", datatype)], json_out)
+        _render(result, [("location", out), ("collections", len(paths)), ("datatype", datatype)], json_out, quiet,
+                out)
         return
     if fmt != "shards":
         raise ConfigError(f"Format {fmt!r} is not shards or sigmf.")
@@ -74,7 +76,7 @@ def synth(
     with local_target(out, settings.storage) as folder:
         manifest = write_dataset(folder, samples, seed, data.world, data.features, shard_size=shard_size,
                                  overwrite=overwrite)
-    _show(manifest, out, json_out)
+    _show(manifest, out, json_out, quiet)
 
 
 @app.command("info")
@@ -82,8 +84,9 @@ def info(
     source: Annotated[str, typer.Argument(help="Dataset folder or s3://BUCKET/PREFIX.")],
     config: ConfigOpt = None,
     json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
-    """Show a dataset's manifest (verifies every shard's hash).
+    """Show a dataset's manifest (verifies every shard's hash). -q prints its content hash.
 
     Example:
 
@@ -93,7 +96,7 @@ def info(
     from heimdall_cli.data.store import open_dataset
 
     reader = open_dataset(source, settings_for(config).storage)
-    _show(reader.manifest, source, json_out)
+    _show(reader.manifest, source, json_out, quiet, bare="content_hash")
 
 
 @import_app.command("sigmf")
@@ -106,6 +109,7 @@ def import_sigmf(
     overwrite: OverwriteOpt = False,
     config: ConfigOpt = None,
     json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Import SigMF: one collection per transmission, one recording per receiver (keys: README "SigMF").
 
@@ -136,7 +140,7 @@ def import_sigmf(
             sigmf_io.transmissions(usable), folder, slots=slots, params=settings.data.features, source=source,
             job=source, skip_bad=skip_bad, overwrite=overwrite, shard_size=shard_size)
     report.skipped_transmissions += len(broken)
-    _report_import(manifest, report, out, json_out)
+    _report_import(manifest, report, out, json_out, quiet)
 
 
 @import_app.command("acquisition")
@@ -157,6 +161,7 @@ def import_acquisition(
     overwrite: OverwriteOpt = False,
     config: ConfigOpt = None,
     json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Import what Heimdall's receivers recorded: one sample per (session, 1-second chunk), every station in it.
 
@@ -186,10 +191,10 @@ def import_acquisition(
             source.units, folder, slots=source.stations, params=settings.data.features,
             source={**job, "sessions": source.sessions}, job=job, skip_bad=skip_bad, overwrite=overwrite,
             shard_size=shard_size)
-    _report_import(manifest, report, out, json_out, numbering=dict(source.numbering))
+    _report_import(manifest, report, out, json_out, quiet, numbering=dict(source.numbering))
 
 
-def _report_import(manifest: Manifest, report: ImportReport, where: str, json_out: bool,
+def _report_import(manifest: Manifest, report: ImportReport, where: str, json_out: bool, quiet: bool,
                    numbering: dict[str, int] | None = None) -> None:
     data = {"location": where, "manifest": manifest.to_json(), "import": report.to_json(),
             "chunk_numbering": numbering}
@@ -201,10 +206,10 @@ def _report_import(manifest: Manifest, report: ImportReport, where: str, json_ou
         ("content hash", manifest.content_hash)]
     rows += [(f"IQ files found {how}", n) for how, n in (numbering or {}).items()]
     rows += [(f"skipped: {reason}", n) for reason, n in report.problems.items()]
-    _render(data, rows, json_out)
+    _render(data, rows, json_out, quiet, where)
 
 
-def _show(manifest: Any, where: str, json_out: bool) -> None:
+def _show(manifest: Any, where: str, json_out: bool, quiet: bool, bare: str = "location") -> None:
     data = manifest.to_json()
     features = data.get("features") or {}
     rows = [("location", where), ("samples", data.get("samples")), ("shards", len(data.get("shards", []))),
@@ -212,11 +217,15 @@ def _show(manifest: Any, where: str, json_out: bool) -> None:
             ("features", ", ".join(f"{k} {v}" for k, v in features.items())),
             ("source", (data.get("source") or {}).get("kind")),
             ("content hash", data.get("content_hash")), ("format", f"{data.get('format')} v{data.get('version')}")]
-    _render(data, rows, json_out)
+    _render(data, rows, json_out, quiet, where if bare == "location" else str(data.get(bare) or ""))
 
 
-def _render(data: Any, rows: list[tuple[str, Any]], json_out: bool) -> None:
+def _render(data: Any, rows: list[tuple[str, Any]], json_out: bool, quiet: bool, bare: str) -> None:
+    """The dataset table, ``--json``, or for ``-q`` the one value (the location; ``info``: the content hash)."""
     from heimdall_cli.cli.common import make_output
     from heimdall_cli.cli.output import table
 
-    make_output(json_out).result(data, human=lambda console: console.print(table("Dataset", ["", "value"], rows)))
+    def human(console: Any) -> None:
+        console.print(table("Dataset", ["", "value"], rows))
+
+    make_output(json_out, quiet).result(data, human=human, bare=bare)

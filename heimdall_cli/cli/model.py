@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from heimdall_cli.cli.common import make_output, query_tracker
+from heimdall_cli.cli import completion
+from heimdall_cli.cli.common import make_output, query_source, query_tracker
 from heimdall_cli.cli.options import ConfigOpt, ExperimentOpt, JsonOpt, LimitOpt, ModelNameOpt, QuietOpt, TrackingUriOpt
 from heimdall_cli.export.interface import DEFAULT_OPSET, MIN_OPSET
 
@@ -24,7 +25,8 @@ if TYPE_CHECKING:
 
 app = typer.Typer(help="Register, promote, roll back, list and export models.", no_args_is_help=True)
 
-VersionOpt = Annotated[int | None, typer.Option("--version", "-V", min=1, help="Model version number.")]
+VersionOpt = Annotated[int | None, typer.Option("--version", "-V", min=1, help="Model version number.",
+                                               autocompletion=completion.versions)]
 StageOpt = Annotated[str, typer.Option("--stage", "-s", help="Production, Staging or Archived.")]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Print what would change; change nothing.")]
 WaitOpt = Annotated[
@@ -70,7 +72,7 @@ def register(
     from heimdall_cli.errors import ConfigError
     from heimdall_cli.tracking import registry
     from heimdall_cli.tracking.filters import check_mode, check_status, validate_filter
-    from heimdall_cli.tracking.search import find_best
+    from heimdall_cli.tracking.search import find_best, resolve_run_id
 
     if (run_id is None) == (best is None):
         raise ConfigError("Give exactly one of --run-id and --best.",
@@ -82,11 +84,15 @@ def register(
         validate_filter(filter_string)
     elif filter_string or experiment:
         raise ConfigError("--filter and --experiment select the run for --best; with --run-id drop them.")
-    tracker = query_tracker(config, tracking_uri, **{"tracking.model_name": name, "tracking.experiment": experiment})
+    dotted = {"tracking.model_name": name, "tracking.experiment": experiment}
+    source = query_source(config, tracking_uri, **dotted)  # finding the run (or not) is a fast query
     chosen = None
     if best is not None:
-        chosen = find_best(tracker, best, mode, filter_string=filter_string, status=status)
+        chosen = find_best(source, best, mode, filter_string=filter_string, status=status)
         run_id = chosen.run.run_id
+    else:
+        run_id = source.get_run(resolve_run_id(source, str(run_id))).run_id
+    tracker = query_tracker(config, tracking_uri, **dotted)
     done = registry.register(tracker, run_id=run_id, description=description, tags=tags, wait_s=wait)
     v = done.version
     data = {
@@ -110,7 +116,8 @@ def promote(
     stage: StageOpt,
     version: VersionOpt = None,
     from_alias: Annotated[
-        str | None, typer.Option("--from-alias", help="Promote the version that holds this alias, e.g. staging.")
+        str | None, typer.Option("--from-alias", help="Promote the version that holds this alias, e.g. staging.",
+                                  autocompletion=completion.aliases)
     ] = None,
     alias: Annotated[list[str] | None, typer.Option("--alias", "-a", help="Extra alias to point at the version, "
                                                     "repeatable (with Archived: remove it).")] = None,
@@ -150,6 +157,9 @@ def promote(
         raise ConfigError("Give exactly one of --version and --from-alias.",
                           "Example: heimdall model promote --version 3 --stage Production")
     validate_filter(require, "--require")
+    # An unknown model, version or alias is answered by a fast query, before MLflow is loaded.
+    registry.resolve_version(query_source(config, tracking_uri, **{"tracking.model_name": name}), None,
+                             version=version, alias=from_alias)
     tracker = query_tracker(config, tracking_uri, **{"tracking.model_name": name})
     plan = registry.promote(tracker, version=version, from_alias=from_alias, stage=stage, alias=alias,
                             require=require, force=force, dry_run=dry_run)
@@ -179,6 +189,8 @@ def rollback(
     from heimdall_cli.tracking import registry
 
     stage = registry.parse_stage(stage)
+    source = query_source(config, tracking_uri, **{"tracking.model_name": name})
+    registry.model_aliases(source, source.settings.tracking.model_name)  # unknown model: a fast answer
     tracker = query_tracker(config, tracking_uri, **{"tracking.model_name": name})
     _report(registry.rollback(tracker, stage=stage, dry_run=dry_run), json_out, quiet)
 
@@ -204,7 +216,7 @@ def list_versions(
     from heimdall_cli.cli.output import timestamp
     from heimdall_cli.tracking import registry
 
-    tracker = query_tracker(config, tracking_uri, **{"tracking.model_name": name})
+    tracker = query_source(config, tracking_uri, **{"tracking.model_name": name})
     rows = registry.list_versions(tracker, metric=metric, limit=limit)
     model = tracker.settings.tracking.model_name
     versions = []
@@ -238,7 +250,8 @@ def list_versions(
 def export(
     fmt: Annotated[str, typer.Option("--format", help="Export format: onnx.")] = "onnx",
     version: VersionOpt = None,
-    alias: Annotated[str | None, typer.Option("--alias", "-a", help="Export the version holding this alias.")]
+    alias: Annotated[str | None, typer.Option("--alias", "-a", help="Export the version holding this alias.",
+                                                    autocompletion=completion.aliases)]
     = None,
     register_it: Annotated[
         bool, typer.Option("--register", help="Also register it as a version of tracking.onnx_model_name "
@@ -270,13 +283,19 @@ def export(
       heimdall model export --format onnx --version 3 --output heimdall.onnx --json
     """
     from heimdall_cli.errors import ConfigError
-    from heimdall_cli.workflows.onnx_export import export_onnx
 
     if fmt.lower() != "onnx":
         raise ConfigError(f"Format {fmt!r} is not supported. Supported formats: onnx.")
     if (version is None) == (alias is None):
         raise ConfigError("Give exactly one of --version and --alias.",
                           "Example: heimdall model export --format onnx --alias production")
+    from heimdall_cli.tracking import registry
+
+    # An unknown model, version or alias is answered by a fast query, before torch and MLflow are loaded.
+    registry.resolve_version(query_source(config, tracking_uri, **{"tracking.model_name": name}), None,
+                             version=version, alias=alias)
+    from heimdall_cli.workflows.onnx_export import export_onnx
+
     tracker = query_tracker(config, tracking_uri, **{"tracking.model_name": name})
     result = export_onnx(tracker, version=version, alias=alias, register=register_it, output=output,
                          samples=samples, opset=opset, wait_s=wait)

@@ -12,6 +12,8 @@ from typing import Annotated
 
 import typer
 
+from heimdall_cli.cli import completion
+
 ConfigOpt = Annotated[
     Path | None,
     typer.Option(
@@ -31,7 +33,9 @@ ExperimentOpt = Annotated[
 ModelNameOpt = Annotated[
     str | None, typer.Option("--name", "-n", help="Registered model name (default: tracking.model_name).")
 ]
-RunIdArg = Annotated[str, typer.Argument(help="MLflow run id.", show_default=False)]
+RunIdArg = Annotated[str, typer.Argument(help="MLflow run id, or a unique prefix of one (at least 4 characters).",
+                                         show_default=False, autocompletion=completion.run_ids)]
+WideOpt = Annotated[bool, typer.Option("--wide", "-w", help="Whole run ids in tables (default: the first 8).")]
 TrackingUriOpt = Annotated[
     str | None,
     typer.Option("--tracking-uri", help="Tracking URI (overrides MLFLOW_TRACKING_URI and config).", show_default=False),

@@ -11,8 +11,18 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from heimdall_cli.cli.common import make_output, query_tracker
-from heimdall_cli.cli.options import ConfigOpt, ExperimentOpt, JsonOpt, LimitOpt, QuietOpt, RunIdArg, TrackingUriOpt
+from heimdall_cli.cli import completion
+from heimdall_cli.cli.common import make_output, query_source
+from heimdall_cli.cli.options import (
+    ConfigOpt,
+    ExperimentOpt,
+    JsonOpt,
+    LimitOpt,
+    QuietOpt,
+    RunIdArg,
+    TrackingUriOpt,
+    WideOpt,
+)
 
 if TYPE_CHECKING:
     from heimdall_cli.tracking import RunRecord
@@ -29,6 +39,20 @@ FilterOpt = Annotated[
 StatusOpt = Annotated[
     str | None, typer.Option("--status", help="Only runs with this status: FINISHED, FAILED, KILLED, RUNNING.")
 ]
+ParentOpt = Annotated[
+    str | None, typer.Option("--parent", help="Only child runs of this run (a sweep's trials), id or prefix.",
+                             autocompletion=completion.run_ids)
+]
+
+
+def _with_parent(source: Any, filter_string: str | None, parent: str | None) -> str | None:
+    """``filter_string`` narrowed to the children of ``parent`` (resolved from a prefix)."""
+    if not parent:
+        return filter_string
+    from heimdall_cli.tracking.search import resolve_run_id
+
+    clause = f"tags.mlflow.parentRunId = '{source.get_run(resolve_run_id(source, parent)).run_id}'"
+    return f"{filter_string} and {clause}" if filter_string else clause
 
 
 @app.command("best")
@@ -38,6 +62,7 @@ def best(
     experiment: ExperimentOpt = None,
     filter_string: FilterOpt = None,
     status: StatusOpt = None,
+    parent: ParentOpt = None,
     config: ConfigOpt = None,
     tracking_uri: TrackingUriOpt = None,
     json_out: JsonOpt = False,
@@ -63,7 +88,8 @@ def best(
     check_mode(mode)
     check_status(status)
     validate_filter(filter_string)
-    tracker = query_tracker(config, tracking_uri, **{"tracking.experiment": experiment})
+    tracker = query_source(config, tracking_uri, **{"tracking.experiment": experiment})
+    filter_string = _with_parent(tracker, filter_string, parent)
     found = find_best(tracker, metric, mode, filter_string=filter_string, status=status)
     run = found.run
     data = {
@@ -100,6 +126,8 @@ def list_runs(
     limit: LimitOpt = 20,
     metric: Annotated[str, typer.Option("--metric", "-m", help="Metric shown in the table (best/… summary).")]
     = "val/loss",
+    parent: ParentOpt = None,
+    wide: WideOpt = False,
     config: ConfigOpt = None,
     tracking_uri: TrackingUriOpt = None,
     json_out: JsonOpt = False,
@@ -122,7 +150,8 @@ def list_runs(
     check_status(status)
     validate_filter(filter_string)
     validate_order_by(order_by)
-    tracker = query_tracker(config, tracking_uri, **{"tracking.experiment": experiment})
+    tracker = query_source(config, tracking_uri, **{"tracking.experiment": experiment})
+    filter_string = _with_parent(tracker, filter_string, parent)
     runs = search_runs(tracker, filter_string=filter_string, status=status, order_by=order_by, max_results=limit)
     data = {"experiment": tracker.settings.tracking.experiment, "count": len(runs),
             "runs": [_summary(r) for r in runs]}
@@ -131,7 +160,7 @@ def list_runs(
     def human(console: Any) -> None:
         from heimdall_cli.cli.output import table
 
-        rows = [(r.run_id, r.name, r.status, _short_time(r.start_time), _duration(r.duration_s),
+        rows = [(_rid(r.run_id, wide), r.name, r.status, _short_time(r.start_time), _duration(r.duration_s),
                  r.metrics.get(key, r.metrics.get(metric))) for r in runs]
         t = table(f"Runs of '{data['experiment']}' ({len(runs)})",
                   ["run id", "name", "status", "started (UTC)", "duration", key], rows)
@@ -164,7 +193,7 @@ def show(
     """
     from heimdall_cli.tracking.search import run_detail
 
-    detail = run_detail(query_tracker(config, tracking_uri), run_id, artifacts=artifacts)
+    detail = run_detail(query_source(config, tracking_uri), run_id, artifacts=artifacts)
     run = detail.run
     data = {
         "run_id": run.run_id, "run_name": run.name, "experiment_id": run.experiment_id,
@@ -196,7 +225,8 @@ def show(
 
 @app.command("compare")
 def compare(
-    run_ids: Annotated[list[str], typer.Argument(help="Two or more run ids.", show_default=False)],
+    run_ids: Annotated[list[str], typer.Argument(help="Two or more run ids (or unique prefixes).", show_default=False,
+                                                 autocompletion=completion.run_ids)],
     all_params: Annotated[bool, typer.Option("--all-params", help="Also show params that are equal.")] = False,
     config: ConfigOpt = None,
     tracking_uri: TrackingUriOpt = None,
@@ -218,7 +248,7 @@ def compare(
 
     if len(run_ids) < 2:
         raise ConfigError("Compare needs at least two run ids.", "Example: heimdall runs compare RUN_A RUN_B")
-    result = compare_runs(query_tracker(config, tracking_uri), run_ids)
+    result = compare_runs(query_source(config, tracking_uri), run_ids)
     differing = result.differing_params
     data = {
         "runs": [{"run_id": r.run_id, "run_name": r.name, "status": r.status, "duration_s": r.duration_s}
@@ -231,7 +261,7 @@ def compare(
 
         from heimdall_cli.cli.output import table
 
-        columns = ["", *[f"{r.name or '—'}\n{r.run_id[:12]}" for r in result.runs]]
+        columns = ["", *[f"{r.name or '—'}\n{_rid(r.run_id, False)}" for r in result.runs]]
         info = [("status", *[r.status for r in result.runs]),
                 ("duration", *[_duration(r.duration_s) for r in result.runs])]
         console.print(table("Runs", columns, info))
@@ -250,8 +280,9 @@ def compare(
 
 @app.command("sync")
 def sync(
-    paths: Annotated[list[str] | None, typer.Argument(help="Spool folders (default: OUTPUT_DIR/spool).",
-                                                      show_default=False)] = None,
+    paths: Annotated[list[str] | None, typer.Argument(
+        help="Output folders of train --offline, or their spool folders (default: OUTPUT_DIR/spool).",
+        show_default=False)] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be sent; send nothing.")] = False,
     config: ConfigOpt = None,
     tracking_uri: TrackingUriOpt = None,
@@ -269,7 +300,7 @@ def sync(
 
       heimdall runs sync
 
-      heimdall runs sync outputs/spool --dry-run --json
+      heimdall runs sync outputs --dry-run --json
     """
     from dataclasses import asdict
     from pathlib import Path
@@ -285,7 +316,7 @@ def sync(
     spools = [open_spool(folder) for folder in folders]
     tracker = open_tracker(settings, patient=True)
     reports = [r for spool in spools for r in sync_spool(tracker, spool, dry_run=dry_run)]
-    data = {"dry_run": dry_run, "spools": [str(f) for f in folders], "runs": [asdict(r) for r in reports]}
+    data = {"dry_run": dry_run, "spools": [str(s.path) for s in spools], "runs": [asdict(r) for r in reports]}
 
     def human(console: Any) -> None:
         rows = [(r.source_run_id, r.target_run_id or "(new)", r.status, "yes" if r.created else "no", r.params,
@@ -307,6 +338,13 @@ def _times(run: RunRecord) -> dict[str, Any]:
 def _summary(run: RunRecord) -> dict[str, Any]:
     return {"run_id": run.run_id, "run_name": run.name, "status": run.status, **_times(run),
             "metrics": dict(sorted(run.metrics.items())), "tags": dict(sorted(run.tags.items()))}
+
+
+def _rid(run_id: str, wide: bool) -> str:
+    """A run id as tables show it: the first 8 characters (any unique prefix is accepted back)."""
+    from heimdall_cli.tracking.search import SHORT_ID
+
+    return run_id if wide else run_id[:SHORT_ID]
 
 
 def _duration(seconds: float | None) -> str | None:

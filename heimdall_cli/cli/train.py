@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from heimdall_cli.cli.options import ConfigOpt, ExperimentOpt, JsonOpt, TrackingUriOpt
+from heimdall_cli.cli import completion
+from heimdall_cli.cli.options import ConfigOpt, ExperimentOpt, JsonOpt, QuietOpt, TrackingUriOpt
 
 if TYPE_CHECKING:
     from heimdall_cli.settings import Settings
@@ -44,16 +45,19 @@ def train(
     strategy: Annotated[str | None, _Opt(help="auto, ddp, fsdp, …")] = None,
     precision: Annotated[str | None, _Opt(help="32-true, bf16-mixed, 16-mixed, …")] = None,
     seed: Annotated[int | None, _Opt(help="Random seed.")] = None,
-    resume: Annotated[str | None, _Opt(help="Continue run RUN_ID from its last checkpoint.",
-                                       metavar="RUN_ID")] = None,
+    resume: Annotated[str | None, _Opt(help="Continue run RUN_ID (or a unique prefix) from its last checkpoint.",
+                                       metavar="RUN_ID", autocompletion=completion.run_ids)] = None,
     dry_run: Annotated[bool, _Opt("--dry-run", help="Print the resolved config and model summary; no run.")] = False,
     progress: Annotated[str | None, _Opt(help="auto, rich, plain or none (progress goes to stderr).")] = None,
     tracking_uri: TrackingUriOpt = None,
     offline: Annotated[bool, _Opt("--offline", help="Track to the local spool only; later: heimdall runs sync.")]
     = False,
     json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Train a localization model and track everything in MLflow.
+
+    -q prints only the run id (and no progress unless --progress asks for it).
 
     Exit codes: 0 trained; 1 training failed; 2 bad configuration; 3 tracking or
     artifact store unreachable; 4 --resume run not found; 130 stopped by SIGINT/SIGTERM
@@ -82,12 +86,20 @@ def train(
         "training.devices": devices, "training.num_nodes": num_nodes, "training.strategy": strategy,
         "training.precision": precision, "training.seed": seed, "training.progress": progress,
         "tracking.uri": tracking_uri, "tracking.offline": offline or None,
+        **({"training.progress": "none"} if quiet and progress is None else {}),
     }.items():
         set_flag(flags, key, value)
     settings = settings_for(config, flags=flags)
     if dry_run:
-        _dry_run(settings, json_out)
+        _dry_run(settings, json_out, quiet)
         return
+    if resume and settings.tracking.enabled:
+        # An unknown run (or a prefix of one) is answered by a fast query, before torch and MLflow load.
+        from heimdall_cli.tracking.readers import open_source
+        from heimdall_cli.tracking.search import resolve_run_id
+
+        source = open_source(settings)
+        resume = source.get_run(resolve_run_id(source, resume)).run_id
 
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle OpenMP threads sleep instead of spinning
     from heimdall_cli.cli.progress import make_view
@@ -97,10 +109,10 @@ def train(
     view = make_view(settings.training.progress, settings.training.progress_interval_s) if is_global_zero() else None
     result = fit(settings, resume_run_id=resume, view=view)
     if is_global_zero():
-        _report(result, json_out)
+        _report(result, json_out, quiet)
 
 
-def _report(result: FitResult, json_out: bool) -> None:
+def _report(result: FitResult, json_out: bool, quiet: bool = False) -> None:
     from dataclasses import asdict
 
     from heimdall_cli.cli.common import make_output
@@ -116,10 +128,10 @@ def _report(result: FitResult, json_out: bool) -> None:
                  ("outputs", result.output_dir)]
         console.print(table("Training result", ["", "value"], rows))
 
-    make_output(json_out).result(asdict(result), human=human)
+    make_output(json_out, quiet).result(asdict(result), human=human, bare=result.run_id)
 
 
-def _dry_run(settings: Settings, json_out: bool) -> None:
+def _dry_run(settings: Settings, json_out: bool, quiet: bool = False) -> None:
     from heimdall_cli.cli.common import make_output
     from heimdall_cli.cli.output import table
     from heimdall_cli.settings import explain, to_display_dict
@@ -134,4 +146,4 @@ def _dry_run(settings: Settings, json_out: bool) -> None:
         console.print(table("Model", ["", "value"], list(summary.items())))
         console.print("Dry run: nothing was trained or logged.")
 
-    make_output(json_out).result(data, human=human)
+    make_output(json_out, quiet).result(data, human=human, bare=[])

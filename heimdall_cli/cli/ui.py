@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from heimdall_cli.cli.options import ConfigOpt, TrackingUriOpt
+from heimdall_cli.cli.options import ConfigOpt, JsonOpt, QuietOpt, TrackingUriOpt
 
 if TYPE_CHECKING:
     from heimdall_cli.settings import Settings
@@ -21,11 +21,14 @@ def ui(
     host: Annotated[str, typer.Option(help="Address to bind (localhost unless told otherwise).")] = "127.0.0.1",
     config: ConfigOpt = None,
     tracking_uri: TrackingUriOpt = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Start the MLflow UI for the configured backend (the seed's "View Results" step).
 
     Credentials reach the UI process through its environment, never its command line
-    (which `ps` shows). Stop it with Ctrl+C.
+    (which `ps` shows). Stop it with Ctrl+C. stdout gets the UI's URL (-q: only that;
+    --json: {"url", "tracking_uri"}) as soon as it is known.
 
     Examples:
 
@@ -33,29 +36,50 @@ def ui(
 
       heimdall ui --config configs/default.yaml --port 5001
     """
-    from heimdall_cli.cli.common import settings_for
-    from heimdall_cli.cli.output import stderr_console
+    from heimdall_cli.cli.common import make_output, settings_for
     from heimdall_cli.redact import mask_uri
     from heimdall_cli.tracking.probe import probe_tracking
 
     settings = settings_for(config, tracking_uri)
     tracking = settings.tracking
-    console = stderr_console()
+    out = make_output(json_out, quiet)
     if tracking.backend == "http":
-        typer.echo(tracking.uri)
-        console.print(f"The tracking server already serves the UI: {mask_uri(tracking.uri)}")
+        served = mask_uri(tracking.uri).rstrip("/") + training_view(settings)
+        out.result({"url": served, "tracking_uri": mask_uri(tracking.uri)},
+                   human=lambda _: typer.echo(served), bare=served)
+        out.info(f"The tracking server already serves the UI: {mask_uri(tracking.uri)}")
         return
     probe_tracking(tracking, tracking.query_timeout_s)
     command, env = ui_command(settings, host, port)
-    url = f"http://{'localhost' if host in ('127.0.0.1', '::1') else host}:{port}"
-    typer.echo(url)
-    console.print(f"MLflow UI for {mask_uri(tracking.uri)} at {url} (Ctrl+C stops it)")
+    url = f"http://{'localhost' if host in ('127.0.0.1', '::1') else host}:{port}" + training_view(settings)
+    out.result({"url": url, "tracking_uri": mask_uri(tracking.uri)}, human=lambda _: typer.echo(url), bare=url)
+    out.info(f"MLflow UI for {mask_uri(tracking.uri)} at {url} (Ctrl+C stops it)")
     returncode = run_until_stopped(command, env)
     if returncode not in (0, -2, -15, 130):
         from heimdall_cli.errors import WorkFailed
 
         raise WorkFailed(f"The MLflow UI exited with code {returncode}.",
                          f"Is port {port} free? Try --port.")
+
+
+def training_view(settings: Settings) -> str:
+    """The UI path that opens the experiment in the model-training view (not MLflow 3's GenAI landing).
+
+    MLflow's UI takes the workflow from the ``workflowType`` URL parameter, else from the
+    browser's stored choice, which starts as GenAI; heimdall's experiments also carry
+    ``mlflow.experimentKind = custom_model_development`` for people who navigate there.
+    """
+    from heimdall_cli.errors import HeimdallError
+    from heimdall_cli.tracking.readers import open_source
+
+    try:
+        experiment_id = open_source(settings).find_experiment()
+    except HeimdallError:  # no such experiment yet: the experiment list, in the training view
+        return f"/#/experiments?workflowType={ML_WORKFLOW}"
+    return f"/#/experiments/{experiment_id}/runs?workflowType={ML_WORKFLOW}"
+
+
+ML_WORKFLOW = "machine_learning"
 
 
 def run_until_stopped(command: list[str], env: dict[str, str]) -> int:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from heimdall_cli.cli.options import ConfigOpt, JsonOpt, TrackingUriOpt
+from heimdall_cli.cli.options import ConfigOpt, JsonOpt, QuietOpt, TrackingUriOpt
 
 if TYPE_CHECKING:
     from heimdall_cli.workflows.verify import Report
@@ -20,11 +20,13 @@ def verify(
         bool, typer.Option("--full", help="Also log, read back and delete a throwaway run.")
     ] = False,
     json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Check configuration, tracking backend, artifact store, experiment, torch/GPUs and backbone.
 
     Exit codes: 0 all checks pass; 1 a check failed; 2 the configuration is invalid;
     3 a backend (tracking store, artifact store) is unreachable or refused.
+    -q prints nothing: the exit code is the answer.
 
     Examples:
 
@@ -33,6 +35,8 @@ def verify(
       heimdall verify --config configs/default.yaml --full
 
       heimdall verify --json | jq '.checks[] | select(.ok == false)'
+
+      heimdall verify -q && heimdall train --config configs/default.yaml
     """
     from heimdall_cli.cli.common import settings_for
     from heimdall_cli.errors import HeimdallError
@@ -44,11 +48,11 @@ def verify(
         report = configuration_failed(e)
     else:
         report = run_checks(settings, full=full)
-    _render(report, json_out)
+    _render(report, json_out, quiet)
     raise typer.Exit(report.exit_code)
 
 
-def _render(report: Report, json_out: bool) -> None:
+def _render(report: Report, json_out: bool, quiet: bool = False) -> None:
     from rich.text import Text
 
     from heimdall_cli.cli.common import make_output
@@ -65,4 +69,4 @@ def _render(report: Report, json_out: bool) -> None:
         verdict = "all checks passed" if not failed else f"{len(failed)} check(s) failed"
         console.print(f"{verdict} in {report.seconds:.1f} s")
 
-    make_output(json_out).result(data, human=human)
+    make_output(json_out, quiet).result(data, human=human, bare=[])

@@ -77,9 +77,16 @@ def connect(uri: str, timeout_s: float = 5.0) -> Any:
 
     shown, password = split_uri_password(uri)
     register_secret(password)
-    conninfo = "postgresql://" + uri.split("://", 1)[-1]
+    scheme, sep, rest = uri.partition("://")
+    if not sep or scheme not in ("postgresql", "postgres", "postgresql+psycopg") or not rest:
+        raise ConfigError(f"--from-db {mask_uri(shown)!r} is not a PostgreSQL URI.",
+                          "Give postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE.")
+    conninfo = "postgresql://" + rest
     try:
         conn = psycopg.connect(conninfo, connect_timeout=max(1, int(timeout_s)), autocommit=True)
+    except psycopg.ProgrammingError as e:  # a URI libpq cannot parse
+        raise ConfigError(f"--from-db {mask_uri(shown)!r} is not a valid connection URI: "
+                          f"{' '.join(str(e).split())[:200]}") from None
     except psycopg.OperationalError as e:
         reason = " ".join(str(e).split())[:300]
         raise BackendUnavailable(f"Acquisition database {mask_uri(shown)} is unreachable or refused: {reason}",

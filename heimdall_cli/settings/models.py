@@ -53,17 +53,19 @@ class TrackingSettings(Section):
     flush_interval_s: float = Field(
         1.0, gt=0, le=60, description="Metrics are sent in batches at most this many seconds apart."
     )
+    system_metrics: bool = Field(
+        True, description="Log system metrics (system/…: CPU, memory, disk, network, and the run's GPUs only) "
+        "during training, from global rank 0."
+    )
+    system_metrics_interval_s: float = Field(
+        10.0, ge=0.1, le=3600, description="Seconds between two system-metric samples."
+    )
 
     @model_validator(mode="before")
     @classmethod
     def _split_password(cls, data: Any) -> Any:
         """Keep credentials out of the URI so it can be shown and logged."""
-        if isinstance(data, dict) and isinstance(data.get("uri"), str):
-            uri, password = split_uri_password(data["uri"])
-            if password is not None:
-                data = {**data, "uri": uri}
-                data.setdefault("password", password)
-        return data
+        return move_password(data, "uri", "password")
 
     @field_validator("uri")
     @classmethod
@@ -212,6 +214,44 @@ class DataSettings(Section):
                                       description="The IQ feature extractor (recorded and synthetic data alike).")
 
 
+class SweepSettings(Section):
+    """Hyperparameter sweeps (heimdall sweep): the search space, the objective and the study's storage."""
+
+    space: dict[str, dict[str, list[Any]]] = Field(
+        default_factory=dict,
+        description="Search space: setting -> {log_uniform: [lo, hi]} | {uniform: [lo, hi]} | "
+        "{int: [lo, hi(, step)]} | {choice: [a, b, …]}, e.g. training.learning_rate: {log_uniform: [1e-4, 1e-2]}.",
+    )
+    metric: str = Field("best/val_loss", min_length=1,
+                        description="Objective: a per-epoch validation metric (val/…) or its best/… summary.")
+    direction: Literal["min", "max"] = Field("min", description="Minimise or maximise the objective.")
+    trials: int = Field(20, ge=1, description="Finished trials (complete or pruned) the study stops at.")
+    pruner: Literal["none", "median", "hyperband"] = Field(
+        "median", description="Stop unpromising trials early from their per-epoch validation metric.")
+    pruner_startup_trials: int = Field(2, ge=0, description="Trials that finish before the median pruner prunes.")
+    pruner_warmup_epochs: int = Field(0, ge=0, description="Epochs of a trial that are never pruned.")
+    sampler_seed: int | None = Field(None, ge=0, description="Seed of the sampler (TPE); unset: random.")
+    storage: str | None = Field(
+        None, description="Optuna storage URL (postgresql+psycopg://… or sqlite:///FILE). Default: schema "
+        "heimdall_optuna in the PostgreSQL tracking database, or a SQLite file beside the embedded mlflow.db; "
+        "an http tracking server needs it. A password in the URL is moved to sweep.storage_password.",
+    )
+    storage_password: SecretStr | None = Field(None, description="Password for the sweep storage database.")
+    heartbeat_s: int = Field(30, ge=1, description="Workers record a heartbeat this often while a trial runs.")
+    stale_after_s: int = Field(
+        120, ge=2, description="A running trial without a heartbeat for this long is failed (its worker died) "
+        "and its parameters are tried again.",
+    )
+    evaluate: bool = Field(False, description="Test every trial and log its model, as heimdall train does.")
+    plots_interval_s: float = Field(
+        60.0, ge=0, description="The parent run's Optuna plots are refreshed at most this often (and at the end).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split_password(cls, data: Any) -> Any:
+        return move_password(data, "storage", "storage_password")
+
+
 class Settings(BaseSettings):
     """Everything heimdall can be told. See ``heimdall config show --explain``."""
 
@@ -229,6 +269,7 @@ class Settings(BaseSettings):
     storage: StorageSettings = Field(default_factory=StorageSettings, description="Artifact storage.")
     training: TrainingSettings = Field(default_factory=TrainingSettings, description="Training.")
     data: DataSettings = Field(default_factory=DataSettings, description="Data.")
+    sweep: SweepSettings = Field(default_factory=SweepSettings, description="Hyperparameter sweeps.")
 
     # Where each value came from (dotted key -> "flag", "file PATH", …); set by load_settings.
     _sources: dict[str, str] = PrivateAttr(default_factory=dict)
@@ -300,3 +341,12 @@ def split_uri_password(uri: str) -> tuple[str, str | None]:
     user = userinfo.split(":", 1)[0]
     return urlunsplit(parts._replace(netloc=f"{user}@{host}")), unquote(parts.password)
 
+
+def move_password(data: Any, uri_key: str, password_key: str) -> Any:
+    """Raw settings ``data`` with the password of ``data[uri_key]`` moved to ``data[password_key]``."""
+    if isinstance(data, dict) and isinstance(data.get(uri_key), str):
+        uri, password = split_uri_password(data[uri_key])
+        if password is not None:
+            data = {**data, uri_key: uri}
+            data.setdefault(password_key, password)
+    return data

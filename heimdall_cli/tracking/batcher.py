@@ -17,6 +17,7 @@ in-memory queue drains.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections import deque
@@ -25,6 +26,7 @@ from dataclasses import astuple, dataclass
 from pathlib import Path
 
 MAX_BATCH = 1000  # MLflow's limit of metrics per log_batch request
+_log = logging.getLogger("heimdall")
 
 
 @dataclass(frozen=True)

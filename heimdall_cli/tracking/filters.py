@@ -11,6 +11,7 @@ from typing import Literal
 
 from heimdall_cli.backend_errors import reason
 from heimdall_cli.errors import ConfigError
+from heimdall_cli.tracking.grammar import Unsupported, parse_filter, parse_order
 from heimdall_cli.tracking.records import RUN_STATUSES
 
 Mode = Literal["min", "max"]
@@ -35,6 +36,11 @@ def validate_filter(filter_string: str | None, option: str = "--filter") -> str 
     quoted = quote_keys(filter_string.strip()) if filter_string else None
     if not quoted:
         return None
+    try:
+        parse_filter(quoted)  # what heimdall's fast path reads is valid MLflow; the rest MLflow judges
+        return quoted
+    except Unsupported:
+        pass
     from mlflow.utils.search_utils import SearchUtils as S
 
     try:
@@ -60,11 +66,17 @@ def validate_order_by(order_by: list[str] | None) -> list[str] | None:
     """Quote keys and parse ``--order-by`` clauses locally; ConfigError with the parser's message."""
     if not order_by:
         return None
-    from mlflow.utils.search_utils import SearchUtils
-
     out = []
     for clause in order_by:
         quoted = quote_keys(clause.strip()) or ""
+        try:
+            parse_order(quoted)
+            out.append(quoted)
+            continue
+        except Unsupported:
+            pass
+        from mlflow.utils.search_utils import SearchUtils
+
         try:
             SearchUtils.parse_order_by_for_search_runs(quoted)
         except Exception as e:

@@ -11,16 +11,60 @@ summary winner's best (one more query, in the backend).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from heimdall_cli.backend_errors import translated
 from heimdall_cli.errors import ConfigError, NotFound
 from heimdall_cli.tracking.filters import check_mode, check_status, validate_filter, validate_order_by
-from heimdall_cli.tracking.records import RunRecord, best_key
+from heimdall_cli.tracking.records import RunRecord, VersionRecord, best_key
+from heimdall_cli.tracking.runs import run_not_found
 
 if TYPE_CHECKING:
+    from heimdall_cli.settings import Settings
     from heimdall_cli.tracking.runs import RunTracker
+
+
+class RunSource(Protocol):
+    """What the queries below need from a backend: the MLflow-backed tracker or a fast reader."""
+
+    settings: Settings
+
+    def find_experiment(self, name: str | None = None) -> str: ...
+    def experiment_name(self, experiment_id: str) -> str: ...
+    def search(self, experiment_ids: list[str], filter_string: str | None = None,
+               order_by: list[str] | None = None, max_results: int = 100) -> list[RunRecord]: ...
+    def match_run_ids(self, prefix: str, limit: int = 2) -> list[str]: ...
+    def get_run(self, run_id: str | None = None) -> RunRecord: ...
+    def metric_history(self, key: str, run_id: str | None = None) -> list[tuple[int, float, int]]: ...
+    def list_artifacts(self, path: str | None = None, run_id: str | None = None) -> list[tuple[str, int | None]]: ...
+    # the registry (None: no such model, version or alias)
+    def registered_model_aliases(self, name: str) -> dict[str, int] | None: ...
+    def model_version(self, name: str, version: int) -> VersionRecord | None: ...
+    def version_by_alias(self, name: str, alias: str) -> VersionRecord | None: ...
+    def search_versions(self, name: str, limit: int = 100) -> list[VersionRecord]: ...
+
+
+#: Shortest run-id prefix accepted (as git does for commits); ids are 32 hex digits.
+MIN_PREFIX = 4
+SHORT_ID = 8  # how tables show a run id (``--wide`` for the whole)
+_HEX = re.compile(r"[0-9a-f]+")
+
+
+def resolve_run_id(source: RunSource, run_id: str) -> str:
+    """A full run id for ``run_id`` or a unique prefix of one (NotFound / ConfigError otherwise)."""
+    run_id = run_id.strip()
+    if len(run_id) >= 32 or len(run_id) < MIN_PREFIX or not _HEX.fullmatch(run_id):
+        return run_id
+    matches = source.match_run_ids(run_id, limit=3)
+    if not matches:
+        raise run_not_found(run_id)
+    if len(matches) > 1:
+        shown = ", ".join(m[:12] for m in matches[:2]) + (", …" if len(matches) > 2 else "")
+        raise ConfigError(f"Run id prefix '{run_id}' is ambiguous: it matches {shown}.",
+                          "Give more characters of the id (heimdall runs list --wide shows whole ids).")
+    return matches[0]
 
 _FALLBACK_LIMIT = 1000
 #: heimdall's ``best/…`` summaries hold minima (losses, errors in metres); ``--mode max`` uses the history.
@@ -33,7 +77,7 @@ def _combine(*parts: str | None) -> str:
 
 
 def search_runs(
-    tracker: RunTracker,
+    tracker: RunSource,
     *,
     experiment: str | None = None,
     filter_string: str | None = None,
@@ -46,12 +90,7 @@ def search_runs(
     status_clause = f"attributes.status = '{check_status(status)}'" if status else None
     where = _combine(validate_filter(filter_string), status_clause)
     order = validate_order_by(order_by) or ["attributes.start_time DESC"]
-    invalid = lambda why: ConfigError(  # noqa: E731
-        f"Invalid filter or order: {why}", "Example: --filter \"params.training.backbone = 'convnext_large'\"")
-    with translated("Searching runs", invalid=invalid):
-        runs = tracker.client.search_runs([experiment_id], filter_string=where, order_by=order,
-                                          max_results=max_results)
-    return [RunRecord.from_mlflow(r) for r in runs]
+    return tracker.search([experiment_id], where, order, max_results)
 
 
 # --------------------------------------------------------------------------- best run
@@ -70,7 +109,7 @@ class BestRun:
 
 
 def find_best(
-    tracker: RunTracker,
+    tracker: RunSource,
     metric: str,
     mode: str = "min",
     *,
@@ -121,12 +160,12 @@ def find_best(
     return winner
 
 
-def best_run(tracker: RunTracker, metric: str, mode: str = "min", **kwargs: Any) -> RunRecord:
+def best_run(tracker: RunSource, metric: str, mode: str = "min", **kwargs: Any) -> RunRecord:
     """The seed API's ``get_best_run``: the winning run as a :class:`RunRecord`."""
     return find_best(tracker, metric, mode, **kwargs).run
 
 
-def _best_from_history(tracker: RunTracker, metric: str, mode: str, candidates: list[RunRecord]) -> BestRun | None:
+def _best_from_history(tracker: RunSource, metric: str, mode: str, candidates: list[RunRecord]) -> BestRun | None:
     """Pick by the best point of each candidate's history (runs without a ``best/…`` summary)."""
     pick = min if mode == "min" else max
     scored = []
@@ -145,7 +184,7 @@ def _best_from_history(tracker: RunTracker, metric: str, mode: str, candidates: 
 
 
 def _raise_no_match(
-    tracker: RunTracker, metric: str, experiment: str | None, filter_string: str | None, status: str | None
+    tracker: RunSource, metric: str, experiment: str | None, filter_string: str | None, status: str | None
 ) -> None:
     any_runs = search_runs(tracker, experiment=experiment, filter_string=filter_string, status=status,
                            max_results=200)
@@ -184,12 +223,11 @@ class RunDetail:
         return {k: v for k, v in sorted(self.run.metrics.items()) if k.startswith("best/")}
 
 
-def run_detail(tracker: RunTracker, run_id: str, *, artifacts: bool = True) -> RunDetail:
-    """A run with its experiment name and (optionally) its artifact tree."""
-    run = tracker.get_run(run_id)
-    with translated(f"Experiment {run.experiment_id}"):
-        experiment = tracker.client.get_experiment(run.experiment_id).name
-    files = tracker.list_artifacts(run_id=run_id) if artifacts else []
+def run_detail(tracker: RunSource, run_id: str, *, artifacts: bool = True) -> RunDetail:
+    """A run (by id or unique prefix) with its experiment name and (optionally) its artifact tree."""
+    run = tracker.get_run(resolve_run_id(tracker, run_id))
+    experiment = tracker.experiment_name(run.experiment_id)
+    files = tracker.list_artifacts(run_id=run.run_id) if artifacts else []
     return RunDetail(run, experiment, files)
 
 
@@ -206,9 +244,9 @@ class Comparison:
         return [k for k, values in self.params.items() if len(set(values)) > 1]
 
 
-def compare(tracker: RunTracker, run_ids: list[str]) -> Comparison:
-    """Params and metrics of ``run_ids``, one column per run (NotFound for any unknown id)."""
-    runs = [tracker.get_run(run_id) for run_id in run_ids]
+def compare(tracker: RunSource, run_ids: list[str]) -> Comparison:
+    """Params and metrics of ``run_ids`` (ids or unique prefixes), one column per run (NotFound for any unknown id)."""
+    runs = [tracker.get_run(resolve_run_id(tracker, run_id)) for run_id in run_ids]
     param_keys = sorted({k for r in runs for k in r.params})
     metric_keys = sorted({k for r in runs for k in r.metrics})
     return Comparison(

@@ -39,12 +39,15 @@ class Spool:
 
 
 def open_spool(path: Path, *, create: bool = False) -> Spool:
-    """The spool at ``path``; with ``create`` it is made if missing."""
+    """The spool at ``path`` (or at ``path/spool``: the output folder ``train --offline`` was given);
+    with ``create`` it is made if missing."""
     marker = path / SPOOL_FILE
+    if not marker.is_file() and not create and (path / "spool" / SPOOL_FILE).is_file():
+        path, marker = path / "spool", path / "spool" / SPOOL_FILE
     if not marker.is_file():
         if not create:
             raise ConfigError(f"{path} is not a heimdall spool (no {SPOOL_FILE}).",
-                              "Give the folder that `heimdall train --offline` wrote (OUTPUT_DIR/spool).")
+                              "Give the output folder `heimdall train --offline` wrote, or its spool folder.")
         path.mkdir(parents=True, exist_ok=True)
         marker.write_text(json.dumps({"spool_id": uuid.uuid4().hex, "format": 1}))
     try:

@@ -11,6 +11,7 @@ from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, Mode
 
 from heimdall_cli.training.callbacks import BestMetrics, GracefulStop, ProgressCounters, ShareRunId
 from heimdall_cli.training.logger import TrackerLogger
+from heimdall_cli.training.monitoring import SystemMetrics, Throughput, system_start_step
 from heimdall_cli.training.progress import ProgressView
 from heimdall_cli.training.uploads import ArtifactUploader, CheckpointSync
 
@@ -34,6 +35,7 @@ class TrainerParts:
     uploader: ArtifactUploader | None
     checkpoint_sync: CheckpointSync | None
     run_dir: Path
+    system_metrics: SystemMetrics | None = None
 
 
 def build_trainer(
@@ -68,10 +70,18 @@ def build_trainer(
         save_top_k=t.save_top_k,
         save_last=True,
     )
+    # The checkpoint's own state names last.ckpt from the first save on, so the top-k file and
+    # last.ckpt written at the same step are the same bytes (and uploaded once, see uploads.py).
+    checkpoint.last_model_path = checkpoint.format_checkpoint_name({}, checkpoint.CHECKPOINT_NAME_LAST)
     graceful = GracefulStop(run_dir / "checkpoints" / "last.ckpt")
     share = ShareRunId()
     callbacks: list[Any] = [checkpoint, LearningRateMonitor(logging_interval="epoch"),
-                            BestMetrics(BEST_MONITORS), ProgressCounters(view), graceful, share]
+                            BestMetrics(BEST_MONITORS), ProgressCounters(view), Throughput(), graceful, share]
+    system = None
+    if tracker is not None and settings.tracking.system_metrics:
+        system = SystemMetrics(tracker, settings.tracking.system_metrics_interval_s,
+                               start_step=system_start_step(skip_until or {}))
+        callbacks.append(system)
     if t.early_stopping_patience > 0:
         callbacks.append(EarlyStopping(monitor=MONITOR, mode="min", patience=t.early_stopping_patience,
                                        check_on_train_epoch_end=False))
@@ -93,4 +103,4 @@ def build_trainer(
         enable_model_summary=False,
         num_sanity_val_steps=0,
     )
-    return TrainerParts(trainer, logger, checkpoint, graceful, share, uploader, sync, run_dir)
+    return TrainerParts(trainer, logger, checkpoint, graceful, share, uploader, sync, run_dir, system)

@@ -98,6 +98,8 @@ def _finish(prep: Prepared, result: FitResult, status: str, started: float) -> N
     trainer = parts.trainer
     result.epochs, result.steps = trainer.current_epoch, trainer.global_step
     prep.view.stop()
+    if parts.system_metrics is not None:
+        parts.system_metrics.stop()  # its last sample is queued before the run's final flush
     if parts.uploader is not None:
         result.upload_errors = parts.uploader.close()
         result.checkpoints = [f"runs:/{result.run_id}/{p}" for p in _stored_checkpoints(prep)]

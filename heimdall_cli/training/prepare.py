@@ -7,6 +7,7 @@ pretrained weights 2, all before the data is generated.
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,10 +46,11 @@ def is_global_zero() -> bool:
 
 
 def prepare(settings: Settings, *, resume_run_id: str | None = None, view: ProgressView | None = None,
-            splits: Splits | None = None) -> Prepared:
+            splits: Splits | None = None, callbacks: list[Any] | None = None) -> Prepared:
     """Validate, then build data, model, tracker run and trainer (nothing trains yet).
 
     ``splits``: data already built from ``settings.data`` (benchmarks reuse it across runs).
+    ``callbacks``: extra Lightning callbacks (a sweep's pruning).
     """
     import lightning as L
 
@@ -83,8 +85,12 @@ def prepare(settings: Settings, *, resume_run_id: str | None = None, view: Progr
         raise ConfigError("--resume needs tracking enabled.", "Drop tracking.enabled=false.")
     try:
         run_dir = Path(t.output_dir) / (tracker.run_id if tracker else (resume_run_id or "untracked"))
-        parts = build_trainer(settings, tracker, view=view, run_dir=run_dir, skip_until=skip_until)
+        parts = build_trainer(settings, tracker, view=view, run_dir=run_dir, skip_until=skip_until,
+                              extra_callbacks=callbacks)
         resume_ckpt = _find_resume_checkpoint(tracker, run_dir) if resume_run_id else None
+        if resume_run_id and tracker is not None and parts.checkpoint_sync is not None:
+            stored = [p for p, _ in tracker.list_artifacts("checkpoints")]
+            parts.checkpoint_sync.adopt(stored, run_dir / "checkpoints")
     except BaseException:
         if tracker is not None:
             tracker.end_run("FAILED")
@@ -203,12 +209,20 @@ def _find_resume_checkpoint(tracker: Tracker | None, run_dir: Path) -> Path:
         return local
     if tracker is None:
         raise NotFound(f"No checkpoint to resume from at {local}.")
+    from heimdall_cli.training.uploads import ALIAS_SUFFIX, resolve_alias
+
     names = [p for p, _ in tracker.list_artifacts("checkpoints")]
-    if "checkpoints/last.ckpt" not in names:
+    if not {"checkpoints/last.ckpt", "checkpoints/last.ckpt" + ALIAS_SUFFIX} & set(names):
         raise NotFound(f"Run '{tracker.run_id}' has no checkpoints/last.ckpt to resume from.",
                        "Start a new run instead of --resume.")
     # All of them: ModelCheckpoint keeps managing (and evicting) the top-k after the resume.
     tracker.download_artifacts("checkpoints", run_dir)
+    found = resolve_alias(folder, "last.ckpt")
+    if found is None:
+        raise NotFound(f"Run '{tracker.run_id}': checkpoints/last.ckpt{ALIAS_SUFFIX} points to a missing file.",
+                       "Start a new run instead of --resume.")
+    if found != local:  # stored once, as the top-k file it equals; a copy, since Lightning rewrites last.ckpt
+        shutil.copyfile(found, local)
     return local
 
 

@@ -6,10 +6,21 @@ One worker thread uploads them in order and deletes evicted top-k checkpoints fr
 the store, so the store keeps only the current top-k and ``last``. Failed uploads
 are retried with backoff; :meth:`ArtifactUploader.close` waits for everything and
 returns the failures, and the run ends only after that.
+
+Identical bytes are uploaded once. Lightning writes ``last.ckpt`` right after the
+top-k checkpoint of the same step, and the two are the same bytes; the worker hashes
+each checkpoint and, for a file whose content is already stored under another name,
+uploads a small pointer ``<name>.alias.json`` (``{"target": …, "sha256": …}``) instead.
+``train --resume`` follows ``checkpoints/last.ckpt.alias.json`` when the store has no
+``checkpoints/last.ckpt`` (:func:`resolve_alias`). A top-k file that an alias points to
+is deleted only once no alias points to it any more, so the store never holds a
+dangling pointer.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import queue
 import shutil
@@ -29,27 +40,64 @@ class _Job:
     artifact_path: str  # folder (upload) or file path (delete) in the run's artifacts
     local: Path | None = None
     cleanup: bool = False
+    dedup: bool = False
+
+
+ALIAS_SUFFIX = ".alias.json"
+
+
+def sha256_file(path: Path) -> str:
+    """The SHA-256 of a file, read in 4 MiB chunks (hashlib releases the GIL for each)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(4 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def resolve_alias(folder: Path, name: str) -> Path | None:
+    """``folder/name`` if it is a file, else the target of ``folder/name.alias.json``, else None."""
+    path = folder / name
+    if path.is_file():
+        return path
+    pointer = folder / (name + ALIAS_SUFFIX)
+    if not pointer.is_file():
+        return None
+    target = folder / json.loads(pointer.read_text(encoding="utf-8"))["target"]
+    return target if target.is_file() else None
 
 
 class ArtifactUploader:
     """One background thread that uploads or deletes run artifacts, in order."""
 
-    def __init__(self, tracker: Tracker, staging: Path, retries: int = 3, backoff: float = 1.0) -> None:
+    def __init__(self, tracker: Tracker, staging: Path, retries: int = 3, backoff: float = 1.0,
+                 dedup_dirs: tuple[str, ...] = ("checkpoints",)) -> None:
         self.tracker = tracker
+        self.dedup_dirs = dedup_dirs  # uploads into these folders are de-duplicated by content
         self.staging = staging
         self.retries = retries
         self.backoff = backoff
         self.errors: list[str] = []
         self.uploaded: list[str] = []
         self.deleted: list[str] = []
+        # Worker-thread state for de-duplication: stored path -> sha256, alias path -> target path.
+        self._hashes: dict[str, str] = {}
+        self._aliases: dict[str, str] = {}
+        self._deferred: set[str] = set()  # deletions waiting until no alias points to the file
+        self.present: set[str] = set()  # artifact paths this uploader stored and did not delete
         self._queue: queue.Queue[_Job | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="heimdall-uploads", daemon=True)
         self._thread.start()
 
     def upload(self, local: Path, artifact_dir: str | None, *, snapshot: bool = True) -> None:
-        """Queue ``local`` for upload into ``artifact_dir``; ``snapshot`` freezes the file first."""
+        """Queue ``local`` for upload into ``artifact_dir``; ``snapshot`` freezes the file first.
+
+        Into a ``dedup_dirs`` folder, a file whose bytes are already stored there under another
+        name becomes a pointer ``<name>.alias.json`` instead.
+        """
         source = self._snapshot(local) if snapshot else local
-        self._queue.put(_Job("upload", artifact_dir or "", source, cleanup=snapshot))
+        self._queue.put(_Job("upload", artifact_dir or "", source, cleanup=snapshot,
+                             dedup=(artifact_dir or "") in self.dedup_dirs))
 
     def delete(self, artifact_path: str) -> None:
         """Queue the deletion of an artifact file."""
@@ -85,11 +133,9 @@ class ArtifactUploader:
             try:
                 if job.kind == "upload":
                     assert job.local is not None
-                    self.tracker.log_artifact(job.local, job.artifact_path or None)
-                    self.uploaded.append(f"{job.artifact_path}/{job.local.name}".lstrip("/"))
+                    self._upload(job.local, job.artifact_path, job.dedup)
                 else:
-                    self.tracker.delete_artifact(job.artifact_path)
-                    self.deleted.append(job.artifact_path)
+                    self._delete(job.artifact_path)
                 break
             except BackendUnavailable:
                 # An outage: wait it out (the tracker diverts to the spool once it lasts too long).
@@ -106,6 +152,62 @@ class ArtifactUploader:
                 delay = min(delay * 2, 30.0)
         if job.cleanup and job.local is not None:
             shutil.rmtree(job.local.parent, ignore_errors=True)
+
+    def _upload(self, local: Path, folder: str, dedup: bool) -> None:
+        path = f"{folder}/{local.name}".lstrip("/")
+        digest = sha256_file(local) if dedup else None
+        target = next((p for p, h in self._hashes.items() if h == digest and p != path), None) if digest else None
+        if target is None:
+            self._put(local, folder, path)
+            if digest:
+                self._hashes[path] = digest
+            self._aliases.pop(path, None)
+            if path + ALIAS_SUFFIX in self.present:  # the name holds its own bytes now; its pointer goes
+                self._remove(path + ALIAS_SUFFIX)
+        else:
+            pointer = local.parent / (local.name + ALIAS_SUFFIX)
+            pointer.write_text(json.dumps({"target": Path(target).name, "sha256": digest}), encoding="utf-8")
+            self._put(pointer, folder, path + ALIAS_SUFFIX)
+            self._aliases[path] = target
+            self._hashes.pop(path, None)
+            if path in self.present:  # its old bytes, superseded by the pointer
+                self._remove(path)
+        self._flush_deferred()
+
+    def adopt(self, stored: list[str], aliases: dict[str, str] | None = None) -> None:
+        """Artifacts already in the run (a resume): replaced or deleted like this session's own.
+
+        Call before anything is queued; ``aliases`` maps alias path -> target path.
+        """
+        self.present.update(stored)
+        self._aliases.update(aliases or {})
+
+    def _put(self, local: Path, folder: str, path: str) -> None:
+        self.tracker.log_artifact(local, folder or None)
+        self.uploaded.append(path)
+        self.present.add(path)
+
+    def _delete(self, path: str) -> None:
+        if path in self._aliases:
+            self._remove(path + ALIAS_SUFFIX)
+            del self._aliases[path]
+            self._flush_deferred()
+        elif path in self._aliases.values():
+            self._deferred.add(path)  # an alias still points here; deleted once it moves on
+        else:
+            self._remove(path)
+            self._hashes.pop(path, None)
+
+    def _remove(self, path: str) -> None:
+        self.tracker.delete_artifact(path)
+        self.deleted.append(path)
+        self.present.discard(path)
+
+    def _flush_deferred(self) -> None:
+        for path in sorted(self._deferred - set(self._aliases.values())):
+            self._remove(path)
+            self._hashes.pop(path, None)
+            self._deferred.discard(path)
 
     def wait(self) -> None:
         """Block until every queued job has finished."""
@@ -145,8 +247,35 @@ class CheckpointSync:
 
     @property
     def stored(self) -> list[str]:
-        """File names currently mirrored into the run (top-k and last)."""
-        return sorted(self._stored)
+        """File names in the run's ``checkpoints/`` (top-k, ``last.ckpt`` or its alias pointer).
+
+        Exact once the uploader is closed; before, what has been uploaded so far.
+        """
+        present = getattr(self.uploader, "present", None)  # any uploader with upload/delete will do
+        if present is None:
+            return sorted(self._stored)
+        prefix = f"{self.artifact_dir}/"
+        return sorted(p[len(prefix):] for p in present if p.startswith(prefix))
+
+    def adopt(self, stored: list[str], local_dir: Path) -> None:
+        """Take over the checkpoints a resumed run already has in the store (``stored``: artifact paths).
+
+        Files whose local copy in ``local_dir`` is unchanged are not uploaded again, and
+        ModelCheckpoint's later evictions and rewrites of them reach the store.
+        """
+        prefix = f"{self.artifact_dir}/"
+        aliases = {}
+        for path in stored:
+            name = path[len(prefix):] if path.startswith(prefix) else path
+            if name.endswith(ALIAS_SUFFIX):
+                name = name[: -len(ALIAS_SUFFIX)]
+                pointer = local_dir / (name + ALIAS_SUFFIX)
+                if pointer.is_file():
+                    aliases[prefix + name] = prefix + json.loads(pointer.read_text(encoding="utf-8"))["target"]
+            local = local_dir / name
+            if local.is_file():
+                self._stored[name] = local.stat().st_mtime_ns
+        self.uploader.adopt(list(stored), aliases)
 
     def upload_file(self, path: Path) -> None:
         """Upload an extra checkpoint (e.g. the one saved on interrupt)."""

@@ -37,7 +37,7 @@ def test_show_json_is_one_document_on_stdout(runner):
     result = invoke(runner, "--json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert set(data) == {"tracking", "storage", "training", "data"}
+    assert set(data) == {"tracking", "storage", "training", "data", "sweep"}
     assert data["tracking"]["uri"] == "sqlite:///mlflow.db"
     assert data["tracking"]["experiment"] == "heimdall-localization"
     assert data["training"]["epochs"] == 100

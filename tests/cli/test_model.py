@@ -299,7 +299,7 @@ def test_parity_check_reports_the_worst_sample(sqlite_world):
 @pytest.mark.integration
 @pytest.mark.slow
 def test_registry_through_an_http_tracking_server(sqlite_world, mlflow_server, monkeypatch, request):
-    """The http backend (proxied artifacts): no registry lock there, the alias stays the truth."""
+    """The http backend (proxied artifacts): the lock is a registered model, gone once the promotion is done."""
     from tests.cli.conftest import World, clone_model_run
 
     model = f"http-{request.node.name[-20:]}-{id(request) % 10000}"
@@ -315,7 +315,8 @@ def test_registry_through_an_http_tracking_server(sqlite_world, mlflow_server, m
     assert [_register(r) for r in runs] == [1, 2]
     assert _register(runs[0]) == 1
     first = _json(cli("model", "promote", "--version", "1", "--stage", "Production", "--json"))
-    assert first["lock"] is None and first["applied"]
+    assert first["lock"] == "lock model (atomic create through the server)" and first["applied"]
+    assert not tracker.client.search_registered_models(filter_string=f"name = '{model}.heimdall-lock'")
     assert _json(cli("model", "promote", "--version", "2", "--stage", "Production", "--json"))["previous_version"] == 1
     assert _ok(cli("model", "rollback", "-q")) == "1\n"
     versions = _versions(world)

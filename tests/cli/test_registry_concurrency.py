@@ -1,9 +1,9 @@
-"""Ten ``heimdall model promote`` processes at once against PostgreSQL.
+"""Ten ``heimdall model promote`` processes at once, against PostgreSQL and through an ``mlflow server``.
 
-Each process promotes a different version of one model to Production. Guarantee
-(docs/runs_and_models.md): promotions of one model are serialised by a PostgreSQL
-advisory lock, so afterwards exactly one version holds ``production``, its tags say
-Production, every other version says Archived, and the ``previous_version`` tags form
+Each process promotes a different version of one model to Production. Guarantee:
+promotions of one model are serialised (a PostgreSQL advisory lock; through a server, a
+lock model created atomically with MLflow's REST API), so afterwards exactly one version
+holds ``production``, its tags say Production, every other version says Archived, and the ``previous_version`` tags form
 one chain through all ten versions in the order the promotions really happened.
 """
 
@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+from heimdall_cli.tracking.registry.lock import LOCK_SUFFIX
 from tests.cli.conftest import HEIMDALL, clone_model_run, subprocess_env
 
 N = 10
@@ -21,8 +22,10 @@ N = 10
 
 @pytest.mark.integration
 @pytest.mark.slow
-def test_ten_concurrent_promotions_leave_one_consistent_holder(pg_world):
+@pytest.mark.parametrize("path", ["postgresql", "http"])
+def test_ten_concurrent_promotions_leave_one_consistent_holder(pg_world, path, tmp_path):
     from heimdall_cli.tracking import registry
+    from tests.services import MlflowServer
 
     tracker = pg_world.tracker()
     versions = []
@@ -32,6 +35,21 @@ def test_ten_concurrent_promotions_leave_one_consistent_holder(pg_world):
     assert versions == list(range(1, N + 1))
 
     env = subprocess_env(pg_world)
+    server = None
+    if path == "http":  # the same database, reached only through a server's REST API
+        server = MlflowServer(pg_world.env["HEIMDALL_TRACKING__URI"], job_execution=False, log_dir=tmp_path)
+        env = {k: v for k, v in env.items() if not k.startswith(("HEIMDALL_STORAGE", "AWS_"))}
+        env["HEIMDALL_TRACKING__URI"] = server.url
+    try:
+        _promote_all(env, versions, pg_world, tracker)
+    finally:
+        if server is not None:
+            server.stop()
+
+
+def _promote_all(env, versions, pg_world, tracker):
+    from heimdall_cli.tracking import registry
+
     started = time.monotonic()
     procs = [subprocess.Popen([HEIMDALL, "model", "promote", "--version", str(v), "--stage", "Production", "-q"],
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -44,6 +62,7 @@ def test_ten_concurrent_promotions_leave_one_consistent_holder(pg_world):
     print(f"{N} concurrent promotes finished in {elapsed:.1f} s")
 
     name = pg_world.env["HEIMDALL_TRACKING__MODEL_NAME"]
+    assert tracker.registered_model_aliases(name + LOCK_SUFFIX) is None  # every lock released
     aliases = registry.model_aliases(tracker, name)
     holder = aliases["production"]
     records = {v: registry.get_version(tracker, name, v) for v in versions}

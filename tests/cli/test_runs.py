@@ -147,7 +147,10 @@ def test_runs_list_filters_orders_and_limits(logged):
     assert sorted(quiet.stdout.split()) == sorted([logged["spiky"], logged["steady"], logged["crashed"]])
 
     human = cli("runs", "list", "-e", e)
-    assert human.exit_code == 0 and logged["spiky"] in human.stdout and "best/val_loss" in human.stdout
+    assert human.exit_code == 0 and "best/val_loss" in human.stdout
+    assert logged["spiky"][:8] in human.stdout and logged["spiky"] not in human.stdout  # short ids, as git shows
+    assert logged["spiky"] in cli("runs", "list", "-e", e, "--wide").stdout
+    assert max(len(line) for line in cli("runs", "list", "-e", e).stdout.splitlines()) <= 80  # fits 80 columns
 
     bad = cli("runs", "list", "-e", e, "--order-by", "metrics.val/loss SIDEWAYS")
     assert bad.exit_code == 2 and "Malformed --order-by" in bad.stderr

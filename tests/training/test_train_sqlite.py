@@ -18,7 +18,8 @@ EPOCHS = 2
 def trained(module_dir):
     env = local_env(module_dir)
     result = run_heimdall(["train", *TINY, "--epochs", str(EPOCHS), "--run-name", "e2e-sqlite", "--json",
-                           "--progress", "plain", "training.progress_interval_s=0.1"], env, module_dir)
+                           "--progress", "plain", "training.progress_interval_s=0.1",
+                           "tracking.system_metrics_interval_s=1"], env, module_dir)
     assert result.returncode == 0, result.stderr[-3000:]
     return env, result
 
@@ -66,6 +67,24 @@ def test_metrics_have_the_documented_names_and_counts(trained):
     assert c.get_run(run_id).data.metrics["best/val_loss"] == pytest.approx(min(val_loss))
     p50 = c.get_run(run_id).data.metrics["val/error_m_p50"]
     assert 1_000 < p50 < 400_000, "errors are metres (haversine), not degrees"
+    for key in ("perf/steps_per_s", "perf/samples_per_s"):
+        points = history(c, run_id, key)
+        assert len(points) == EPOCHS and all(v > 0 for _, v in points), key
+    rates = dict(history(c, run_id, "perf/samples_per_s"))
+    assert rates == pytest.approx({s: 32 * v for s, v in history(c, run_id, "perf/steps_per_s")}), "batch 32"
+
+
+def test_system_metrics_from_mlflows_monitors_through_the_tracker(trained):
+    env, result = trained
+    c, run_id = client(env), result.json()["run_id"]
+    metrics = c.get_run(run_id).data.metrics
+    system = {k for k in metrics if k.startswith("system/")}
+    assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes",
+            "system/disk_usage_percentage", "system/network_receive_megabytes"} <= system
+    assert not any(k.startswith("system/gpu_") for k in system), "no GPU in this run: none monitored"
+    cpu = history(c, run_id, "system/cpu_utilization_percentage")
+    assert [s for s, _ in cpu] == list(range(len(cpu))) and len(cpu) >= 2, "one series of samples, no duplicates"
+    assert not any(k.startswith("system/") for k, _, _ in shown_points(result.stderr)), "not training progress"
 
 
 def test_artifacts_config_checkpoints_model_plots(trained):
@@ -82,7 +101,7 @@ def test_artifacts_config_checkpoints_model_plots(trained):
     assert "config/resolved.yaml" in stored
     assert {"plots/error_cdf.png", "plots/prediction_map.png", "model/MLmodel"} <= stored
     checkpoints = sorted(p for p in stored if p.startswith("checkpoints/"))
-    assert "checkpoints/last.ckpt" in checkpoints
+    assert "checkpoints/last.ckpt.alias.json" in checkpoints, "last.ckpt equals the top-1 file: stored once"
     assert len(checkpoints) == 2, f"top-1 plus last, evicted ones deleted: {checkpoints}"
     assert sorted(f"runs:/{run_id}/{p}" for p in checkpoints) == sorted(result.json()["checkpoints"])
 

@@ -5,10 +5,9 @@ disagree with aliases.
 
 Concurrency: promote and rollback read the current alias holders, then write. To keep
 ``previous_version`` and the ``stage`` tags right when several promotions race, that
-read-modify-write runs under a per-model lock (:mod:`heimdall_cli.tracking.registry.lock`).
-An http tracking server offers no lock: there the promotion re-reads the aliases after
-writing and repairs the ``stage`` tags of the versions it touched (best effort; MLflow
-itself still guarantees one holder per alias).
+read-modify-write runs under a per-model lock (:mod:`heimdall_cli.tracking.registry.lock`:
+an advisory lock on PostgreSQL, a file lock beside SQLite, a lock model created through an
+http server). After writing, the aliases are read back and the ``stage`` tags checked.
 """
 
 from __future__ import annotations
@@ -79,7 +78,7 @@ def promote(
     extra = [alias] if isinstance(alias, str) else list(alias or [])
     if require:
         validate_filter(require, "--require")
-    with registry_lock(tracker.settings.tracking, name) as lock:
+    with registry_lock(tracker.settings.tracking, name, client=tracker.client) as lock:
         record = resolve_version(tracker, name, version=version, alias=from_alias)
         held = model_aliases(tracker, name)
         run = tracker.get_run(record.run_id) if record.run_id else None
@@ -127,7 +126,7 @@ def rollback(tracker: RunTracker, *, model_name: str | None = None, stage: str =
     if stage not in STAGE_ALIASES:
         raise ConfigError(f"Cannot roll back {stage}.", f"Roll back one of: {', '.join(STAGE_ALIASES)}.")
     stage_alias = STAGE_ALIASES[stage]
-    with registry_lock(tracker.settings.tracking, name) as lock:
+    with registry_lock(tracker.settings.tracking, name, client=tracker.client) as lock:
         held = model_aliases(tracker, name)
         if stage_alias not in held:
             raise NotFound(f"No version of '{name}' holds alias '{stage_alias}': nothing to roll back.")

@@ -9,12 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from heimdall_cli.backend_errors import translated
 from heimdall_cli.errors import ConfigError, NotFound
 from heimdall_cli.tracking.records import RunRecord, VersionRecord, best_key
 
 if TYPE_CHECKING:
-    from heimdall_cli.tracking.runs import RunTracker
+    from heimdall_cli.tracking.search import RunSource as RunTracker  # the tracker, or the fast reader
 
 STAGE_ALIASES = {"Production": "production", "Staging": "staging"}
 STAGES = ("Production", "Staging", "Archived")
@@ -49,30 +48,24 @@ def normalise_model_uri(model_uri: str) -> tuple[str, str]:
 
 def model_aliases(tracker: RunTracker, name: str) -> dict[str, int]:
     """alias -> version of registered model ``name``; NotFound when the model does not exist."""
-    missing = NotFound(f"Model '{name}' not found.", "Register one: heimdall model register --run-id RUN_ID")
-    with translated(f"Model '{name}'", missing=missing):
-        model = tracker.client.get_registered_model(name)
-    return {alias: int(v) for alias, v in (model.aliases or {}).items()}
+    aliases = tracker.registered_model_aliases(name)
+    if aliases is None:
+        raise NotFound(f"Model '{name}' not found.", "Register one: heimdall model register --run-id RUN_ID")
+    return aliases
 
 
 def get_version(tracker: RunTracker, name: str | None, version: int) -> VersionRecord:
     """One version; NotFound when the model or the version does not exist."""
     name = name or tracker.settings.tracking.model_name
-    missing = NotFound(f"Model '{name}' has no version {version}.", f"List versions: heimdall model list --name {name}")
-    with translated(f"Model '{name}' version {version}", missing=missing):
-        mv = tracker.client.get_model_version(name, str(version))
-    return VersionRecord.from_mlflow(mv)
+    record = tracker.model_version(name, version)
+    if record is None:
+        raise NotFound(f"Model '{name}' has no version {version}.", f"List versions: heimdall model list --name {name}")
+    return record
 
 
 def version_by_alias(tracker: RunTracker, name: str | None, alias: str) -> VersionRecord | None:
     """The version that holds ``alias``, or None."""
-    name = name or tracker.settings.tracking.model_name
-    try:
-        with translated(f"Alias '{alias}' of '{name}'"):
-            mv = tracker.client.get_model_version_by_alias(name, alias)
-    except NotFound:
-        return None
-    return VersionRecord.from_mlflow(mv)
+    return tracker.version_by_alias(name or tracker.settings.tracking.model_name, alias)
 
 
 def resolve_version(tracker: RunTracker, name: str | None, *, version: int | None = None,
@@ -106,13 +99,9 @@ def list_versions(tracker: RunTracker, name: str | None = None, *, metric: str =
     """Versions of ``name`` (newest first) with aliases, stages and the source run's ``best/<metric>``."""
     name = name or tracker.settings.tracking.model_name
     aliases = model_aliases(tracker, name)
-    with translated(f"Listing versions of '{name}'"):
-        found = tracker.client.search_model_versions(f"name = '{name}'", max_results=limit,
-                                                     order_by=["version_number DESC"])
     rows = []
     runs: dict[str, RunRecord | None] = {}
-    for mv in found:
-        record = VersionRecord.from_mlflow(mv)
+    for record in tracker.search_versions(name, limit):
         record.aliases = sorted(a for a, v in aliases.items() if v == record.version)
         row = VersionRow(record, metric=best_key(metric))
         if record.run_id:

@@ -1,0 +1,147 @@
+"""Everyday commands in a fresh process, beside the same question asked with MLflow's own CLI or client.
+
+Run: ``.venv/bin/python bench/bench_queries.py [--runs 1000 10000] [--repeat 5] [--backends sqlite postgres http]``
+
+Each experiment holds N runs logged through MLflow's client (20-point val/loss histories,
+the ``best/val_loss`` summary, two params; see ``bench_runs_best.populate``), plus one
+registered model version. Stores are kept between invocations (PostgreSQL database
+``heimdall_bench_runs_best``, SQLite file under ``$TMPDIR/heimdall-bench-queries``); the
+http backend is an ``mlflow server`` on the PostgreSQL store. Every command is started as a
+new process ``repeat`` times; the table shows median wall seconds, and for each command the
+peer (MLflow's CLI ``mlflow runs list`` or an ``MlflowClient`` one-liner asking the same
+question) and the ratio peer / heimdall, measured in the same run. Targets (issue 12): under
+1.0 s for queries and registry reads, under 2 s for not-found answers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from bench_runs_best import DB_NAME, populate  # noqa: E402
+
+from tests.services import MlflowServer, PostgresDatabase, clean_child_env, database_exists  # noqa: E402
+
+BIN = ROOT / ".venv" / "bin"
+MODEL = "bench-queries-model"
+
+_CLIENT = "from mlflow import MlflowClient as C; import os; c = C(os.environ['MLFLOW_TRACKING_URI']); "
+PEERS = {
+    "best": _CLIENT + "e = c.get_experiment_by_name('{exp}').experiment_id; "
+            "print(c.search_runs([e], order_by=['metrics.`best/val_loss` ASC'], max_results=1)[0].info.run_id)",
+    "show": _CLIENT + "r = c.get_run('{run}'); c.list_artifacts('{run}'); print(r.info.status)",
+    "model list": _CLIENT + "print([v.version for v in c.search_model_versions(\"name = '{model}'\")])",
+    "promote": _CLIENT + "c.set_registered_model_alias('{model}', 'staging', '1'); "
+               "c.set_model_version_tag('{model}', '1', 'stage', 'Staging')",
+    "not found": _CLIENT + "import sys\ntry: c.get_run('0123456789abcdef0123456789abcdef')\nexcept Exception: "
+                 "sys.exit(4)",
+}
+
+
+def wall(argv: list[str], env: dict[str, str], repeat: int, ok: tuple[int, ...] = (0,)) -> float:
+    """Median wall seconds of ``argv`` as a fresh process (after one warm-up run)."""
+    times = []
+    for i in range(repeat + 1):
+        t0 = time.perf_counter()
+        done = subprocess.run(argv, env=env, capture_output=True, text=True)
+        if done.returncode not in ok:
+            raise SystemExit(f"{' '.join(argv)} exited {done.returncode}: {done.stderr[-500:]}")
+        if i:
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def registered(uri: str, experiment: str) -> tuple[str, str]:
+    """Two run ids of the experiment, the first registered as a version of MODEL (once)."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(uri, registry_uri=uri)
+    exp = client.get_experiment_by_name(experiment).experiment_id
+    runs = client.search_runs([exp], max_results=2)
+    if not client.search_registered_models(f"name = '{MODEL}'"):
+        client.create_registered_model(MODEL)
+    if not client.search_model_versions(f"name = '{MODEL}'"):
+        client.create_model_version(MODEL, f"runs:/{runs[0].info.run_id}/model", run_id=runs[0].info.run_id)
+    return runs[0].info.run_id, runs[1].info.run_id
+
+
+def measure(uri: str, experiment: str, repeat: int) -> list[tuple[str, float, float | None]]:
+    run_a, run_b = registered(uri, experiment)
+    env = clean_child_env(HEIMDALL_TRACKING__URI=uri, HEIMDALL_TRACKING__EXPERIMENT=experiment,
+                          HEIMDALL_TRACKING__MODEL_NAME=MODEL, MLFLOW_TRACKING_URI=uri)
+    h = [str(BIN / "heimdall")]
+    py = [str(BIN / "python"), "-c"]
+    fill = {"exp": experiment, "run": run_a, "model": MODEL}
+    exp_id = subprocess.run([*py, _CLIENT + f"print(c.get_experiment_by_name('{experiment}').experiment_id)"],
+                            env=env, capture_output=True, text=True, check=True).stdout.strip()
+    rows = [
+        ("runs best -q", [*h, "runs", "best", "--metric", "val/loss", "-q"], [*py, PEERS["best"].format(**fill)]),
+        ("runs list", [*h, "runs", "list"], [str(BIN / "mlflow"), "runs", "list", "--experiment-id", exp_id]),
+        ("runs show ID", [*h, "runs", "show", run_a], [*py, PEERS["show"].format(**fill)]),
+        ("runs show PREFIX", [*h, "runs", "show", run_a[:8]], None),
+        ("runs compare A B", [*h, "runs", "compare", run_a, run_b], None),
+        ("model list", [*h, "model", "list"], [*py, PEERS["model list"].format(**fill)]),
+        ("config show", [*h, "config", "show"], None),
+        ("runs show UNKNOWN (4)", [*h, "runs", "show", "0123456789abcdef0123456789abcdef"],
+         [*py, PEERS["not found"]]),
+        ("model export --version 99 (4)", [*h, "model", "export", "--version", "99"], None),
+        ("train --resume UNKNOWN (4)", [*h, "train", "--resume", "0123456789abcdef0123456789abcdef"], None),
+        ("model promote (write)", [*h, "model", "promote", "--version", "1", "--stage", "Staging", "-q"],
+         [*py, PEERS["promote"].format(**fill)]),
+    ]
+    out = []
+    for label, argv, peer in rows:
+        ok = (4,) if "(4)" in label else (0,)
+        ours = wall(argv, env, repeat, ok)
+        theirs = wall(peer, env, repeat, (0, 1, 4)) if peer else None
+        out.append((label, ours, theirs))
+        print(f"  {label:32s} heimdall {ours:6.2f} s" + (f"   MLflow {theirs:6.2f} s   ratio {theirs / ours:5.1f}x"
+                                                         if theirs else ""), flush=True)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, nargs="+", default=[1000, 10000])
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--backends", nargs="+", default=["sqlite", "postgres", "http"])
+    args = parser.parse_args()
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    folder = Path(tempfile.gettempdir()) / "heimdall-bench-queries"
+    folder.mkdir(exist_ok=True)
+    db = PostgresDatabase(DB_NAME, create=not database_exists(DB_NAME)) if {"postgres", "http"} & set(args.backends) \
+        else None
+    server = None
+    try:
+        if "http" in args.backends and db is not None:
+            server = MlflowServer(db.uri, artifacts_destination=str(folder / "server-artifacts"), workers=2,
+                                  job_execution=False)
+        uris = {"sqlite": f"sqlite:///{folder / 'mlflow.db'}", "postgres": db.uri if db else None,
+                "http": server.url if server else None}
+        for n in args.runs:
+            experiment = f"bench-{n}"
+            for backend in args.backends:
+                uri = uris[backend]
+                if backend != "http":  # the server shows the PostgreSQL store's runs
+                    took = populate(uri, experiment, n, workers=1 if backend == "sqlite" else 6)
+                    if took:
+                        print(f"  (logged {n} runs into {backend} in {took:.0f} s)")
+                print(f"{backend}, {n} runs (median of {args.repeat} fresh processes):", flush=True)
+                measure(uri, experiment, args.repeat)
+    finally:
+        if server is not None:
+            server.stop()
+
+
+if __name__ == "__main__":
+    main()
