@@ -157,11 +157,11 @@ def promote(
         raise ConfigError("Give exactly one of --version and --from-alias.",
                           "Example: heimdall model promote --version 3 --stage Production")
     validate_filter(require, "--require")
-    # An unknown model, version or alias is answered by a fast query, before MLflow is loaded.
-    registry.resolve_version(query_source(config, tracking_uri, **{"tracking.model_name": name}), None,
-                             version=version, alias=from_alias)
-    tracker = query_tracker(config, tracking_uri, **{"tracking.model_name": name})
-    plan = registry.promote(tracker, version=version, from_alias=from_alias, stage=stage, alias=alias,
+    # Reads are fast queries (an unknown model, version or alias is answered before MLflow is
+    # loaded); writes go through the server's REST API on http, through MlflowClient otherwise.
+    source = query_source(config, tracking_uri, **{"tracking.model_name": name})
+    registry.resolve_version(source, None, version=version, alias=from_alias)
+    plan = registry.promote(source, version=version, from_alias=from_alias, stage=stage, alias=alias,
                             require=require, force=force, dry_run=dry_run)
     _report(plan, json_out, quiet)
 
@@ -191,8 +191,7 @@ def rollback(
     stage = registry.parse_stage(stage)
     source = query_source(config, tracking_uri, **{"tracking.model_name": name})
     registry.model_aliases(source, source.settings.tracking.model_name)  # unknown model: a fast answer
-    tracker = query_tracker(config, tracking_uri, **{"tracking.model_name": name})
-    _report(registry.rollback(tracker, stage=stage, dry_run=dry_run), json_out, quiet)
+    _report(registry.rollback(source, stage=stage, dry_run=dry_run), json_out, quiet)
 
 
 @app.command("list")

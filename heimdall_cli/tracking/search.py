@@ -46,6 +46,13 @@ class RunSource(Protocol):
     def search_versions(self, name: str, limit: int = 100) -> list[VersionRecord]: ...
 
 
+class RegistrySource(RunSource, Protocol):
+    """A source that also changes the registry: reads as above, writes through ``client``
+    (``MlflowClient``, or the REST client of :mod:`heimdall_cli.tracking.readers.rest_registry`)."""
+
+    client: Any
+
+
 #: Shortest run-id prefix accepted (as git does for commits); ids are 32 hex digits.
 MIN_PREFIX = 4
 SHORT_ID = 8  # how tables show a run id (``--wide`` for the whole)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -321,6 +324,18 @@ def test_registry_through_an_http_tracking_server(sqlite_world, mlflow_server, m
     assert _ok(cli("model", "rollback", "-q")) == "1\n"
     versions = _versions(world)
     assert (versions[1]["tags"]["stage"], versions[2]["tags"]["stage"]) == ("Production", "Archived")
+    # A fresh process writes the promotion through the server's REST API, without loading MLflow.
+    fresh = subprocess.run([sys.executable, "-X", "importtime", "-m", "heimdall_cli", "model", "promote",
+                            "--version", "2", "--stage", "Staging", "-q"],
+                           capture_output=True, text=True, env=os.environ, timeout=120)
+    assert fresh.returncode == 0 and fresh.stdout == "2\n", fresh.stderr[-2000:]
+    imported = [line.rsplit("|", 1)[-1].strip() for line in fresh.stderr.splitlines() if "|" in line]
+    assert "heimdall_cli.tracking.readers.rest_registry" in imported
+    assert not [m for m in imported if m.split(".")[0] in ("mlflow", "torch", "lightning")]
+    staged = tracker.client.get_model_version(model, "2")
+    assert staged.aliases == ["staging"] and staged.tags["stage"] == "Staging" and staged.current_stage == "Staging"
+    assert tracker.client.get_registered_model(model).aliases == {"production": "1", "staging": "2"}
+    assert not tracker.client.search_registered_models(filter_string=f"name = '{model}.heimdall-lock'")
     assert versions[1]["source"].startswith("mlflow-artifacts:")
     exported = _json(cli("model", "export", "--format", "onnx", "--version", "1", "--register", "--json"))
     assert exported["parity"]["ok"] and exported["registered"]["version"] == 1

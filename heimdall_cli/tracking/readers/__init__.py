@@ -38,6 +38,18 @@ class FastSource:
             self._tracker = open_tracker(self.settings, patient=False, probe=False)
         return self._tracker
 
+    @property
+    def client(self) -> Any:
+        """What registry changes are written with: the server's REST API where the reader offers it
+        (no MLflow import), ``MlflowClient`` otherwise."""
+        from heimdall_cli.tracking.readers.rest import RestReader
+
+        if isinstance(self.reader, RestReader):
+            from heimdall_cli.tracking.readers.rest_registry import RestRegistryClient
+
+            return RestRegistryClient(self.reader)
+        return self.tracker.client
+
     def _ask(self, name: str, *args: Any, **kwargs: Any) -> Any:
         if self.reader is not None:
             try:

@@ -104,8 +104,6 @@ def _model_lock(client: MlflowClient, name: str, timeout: float, lease_s: float 
     import socket
     import uuid
 
-    from mlflow.exceptions import MlflowException
-
     lock = name + LOCK_SUFFIX
     owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     deadline, delay = time.monotonic() + timeout, 0.05
@@ -116,12 +114,13 @@ def _model_lock(client: MlflowClient, name: str, timeout: float, lease_s: float 
                                                        "heimdall.lock.expires_ms": expires},
                                            description=f"heimdall: a promotion of '{name}' is in progress")
             break
-        except MlflowException as e:
+        except Exception as e:
+            code = _error_code(e)
             # MLflow's store answers a create that lost the race by reading the existing model;
             # not found: its holder deleted it in between, the lock is free again: try at once.
-            if e.error_code == "RESOURCE_DOES_NOT_EXIST" and time.monotonic() <= deadline:
+            if code == "RESOURCE_DOES_NOT_EXIST" and time.monotonic() <= deadline:
                 continue
-            if e.error_code not in ("RESOURCE_ALREADY_EXISTS", "RESOURCE_DOES_NOT_EXIST"):
+            if code not in ("RESOURCE_ALREADY_EXISTS", "RESOURCE_DOES_NOT_EXIST"):
                 with translated(f"Registry lock for '{name}'"):
                     raise
         held = _lock_tags(client, lock)
@@ -147,22 +146,23 @@ def _model_lock(client: MlflowClient, name: str, timeout: float, lease_s: float 
                 _delete(client, lock)
 
 
-def _lock_tags(client: MlflowClient, lock: str) -> dict[str, str] | None:
-    from mlflow.exceptions import MlflowException
+def _error_code(exc: Exception) -> str | None:
+    """The backend's error code: ``MlflowException.error_code``, or the REST client's, which has the same."""
+    return getattr(exc, "error_code", None)
 
+
+def _lock_tags(client: MlflowClient, lock: str) -> dict[str, str] | None:
     try:
         return dict(client.get_registered_model(lock).tags or {})
-    except MlflowException as e:
-        if e.error_code == "RESOURCE_DOES_NOT_EXIST":
+    except Exception as e:
+        if _error_code(e) == "RESOURCE_DOES_NOT_EXIST":
             return None
         raise
 
 
 def _delete(client: MlflowClient, lock: str) -> None:
-    from mlflow.exceptions import MlflowException
-
     try:
         client.delete_registered_model(lock)
-    except MlflowException as e:
-        if e.error_code != "RESOURCE_DOES_NOT_EXIST":
+    except Exception as e:
+        if _error_code(e) != "RESOURCE_DOES_NOT_EXIST":
             raise

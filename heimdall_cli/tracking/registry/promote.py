@@ -33,7 +33,7 @@ from heimdall_cli.tracking.registry.versions import (
 from heimdall_cli.tracking.search import check_requirement
 
 if TYPE_CHECKING:
-    from heimdall_cli.tracking.runs import RunTracker
+    from heimdall_cli.tracking.search import RegistrySource as RunTracker
 
 REFUSED_RUN_STATUSES = ("FAILED", "KILLED")
 

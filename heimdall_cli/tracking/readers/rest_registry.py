@@ -1,0 +1,94 @@
+"""Registry writes through a tracking server's public REST API, without importing MLflow.
+
+:class:`RestRegistryClient` has the few :class:`mlflow.MlflowClient` methods that a
+promotion, a rollback and the registry lock call, with the same arguments, so those
+run against ``mlflow server`` in a fresh process without MLflow's 1.8 s import. Error
+answers are raised as :class:`ServerError`, which carries the server's ``error_code``
+and ``message`` like ``MlflowException`` does, so :func:`heimdall_cli.backend_errors.translate`
+and the lock read them the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from heimdall_cli.tracking.readers.rest import RestError
+
+if TYPE_CHECKING:
+    from heimdall_cli.tracking.readers.rest import RestReader
+
+
+class ServerError(Exception):
+    """An error answer of the tracking server, shaped like ``MlflowException``."""
+
+    def __init__(self, error: RestError) -> None:
+        super().__init__(error.message)
+        self.error_code, self.message, self.status = error.code, error.message, error.status
+
+
+@dataclass
+class RegisteredModelTags:
+    """What the lock reads of a registered model: its name and tags."""
+
+    name: str
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class LatestVersion:
+    """What the legacy-stage mirror reads of ``get_latest_versions``."""
+
+    version: str
+    current_stage: str
+
+
+class RestRegistryClient:
+    """The registry writes of ``MlflowClient`` as ``/api/2.0/mlflow`` requests."""
+
+    def __init__(self, reader: RestReader) -> None:
+        self._reader = reader
+
+    def _call(self, method: str, endpoint: str, body: dict[str, Any] | None = None, **query: Any) -> dict[str, Any]:
+        try:
+            return self._reader.call(method, endpoint, body, **query)
+        except RestError as e:
+            raise ServerError(e) from None
+
+    def set_registered_model_alias(self, name: str, alias: str, version: str) -> None:
+        self._call("POST", "registered-models/alias", {"name": name, "alias": alias, "version": str(version)})
+
+    def delete_registered_model_alias(self, name: str, alias: str) -> None:
+        self._call("DELETE", "registered-models/alias", {"name": name, "alias": alias})
+
+    def set_model_version_tag(self, name: str, version: str, key: str, value: str) -> None:
+        self._call("POST", "model-versions/set-tag", {"name": name, "version": str(version), "key": key,
+                                                      "value": str(value)})
+
+    def create_registered_model(self, name: str, tags: dict[str, str] | None = None,
+                                description: str | None = None) -> None:
+        body: dict[str, Any] = {"name": name, "tags": [{"key": k, "value": v} for k, v in (tags or {}).items()]}
+        if description:
+            body["description"] = description
+        self._call("POST", "registered-models/create", body)
+
+    def get_registered_model(self, name: str) -> RegisteredModelTags:
+        model = self._call("GET", "registered-models/get", name=name)["registered_model"]
+        return RegisteredModelTags(model["name"], {t["key"]: t.get("value", "") for t in model.get("tags", [])})
+
+    def delete_registered_model(self, name: str) -> None:
+        self._call("DELETE", "registered-models/delete", {"name": name})
+
+    def transition_model_version_stage(self, name: str, version: str, stage: str) -> None:
+        self._call("POST", "model-versions/transition-stage", {"name": name, "version": str(version), "stage": stage,
+                                                               "archive_existing_versions": False})
+
+    def get_latest_versions(self, name: str, stages: list[str] | None = None) -> list[LatestVersion]:
+        found = self._call("POST", "registered-models/get-latest-versions", {"name": name, "stages": stages or []})
+        return [LatestVersion(str(v["version"]), v.get("current_stage", "")) for v in found.get("model_versions", [])]
+
+    def search_runs(self, experiment_ids: list[str], filter_string: str = "", max_results: int = 100) -> list[Any]:
+        """The runs matching ``filter_string`` (what ``--require`` asks)."""
+        body = {"experiment_ids": experiment_ids, "filter": filter_string, "max_results": max_results,
+                "run_view_type": "ACTIVE_ONLY"}
+        return self._call("POST", "runs/search", body).get("runs", [])
