@@ -92,8 +92,7 @@ def register(
         run_id = chosen.run.run_id
     else:
         run_id = source.get_run(resolve_run_id(source, str(run_id))).run_id
-    tracker = query_tracker(config, tracking_uri, **dotted)
-    done = registry.register(tracker, run_id=run_id, description=description, tags=tags, wait_s=wait)
+    done = registry.register(source, run_id=run_id, description=description, tags=tags, wait_s=wait)
     v = done.version
     data = {
         "name": v.name, "version": v.version, "status": v.status, "created": done.created, "run_id": v.run_id,

@@ -1,7 +1,7 @@
 """Registry writes through a tracking server's public REST API, without importing MLflow.
 
 :class:`RestRegistryClient` has the few :class:`mlflow.MlflowClient` methods that a
-promotion, a rollback and the registry lock call, with the same arguments, so those
+registration, a promotion, a rollback and the registry lock call, with the same arguments, so those
 run against ``mlflow server`` in a fresh process without MLflow's 1.8 s import. Error
 answers are raised as :class:`ServerError`, which carries the server's ``error_code``
 and ``message`` like ``MlflowException`` does, so :func:`heimdall_cli.backend_errors.translate`
@@ -36,11 +36,24 @@ class RegisteredModelTags:
 
 
 @dataclass
-class LatestVersion:
-    """What the legacy-stage mirror reads of ``get_latest_versions``."""
+class VersionRef:
+    """What registration and the legacy-stage mirror read of a model version."""
 
     version: str
-    current_stage: str
+    source: str = ""
+    current_stage: str = ""
+
+
+@dataclass
+class ArtifactRef:
+    """An artifact path, as ``MlflowClient.list_artifacts`` gives it."""
+
+    path: str
+    is_dir: bool = False
+
+
+def _ref(mv: dict[str, Any]) -> VersionRef:
+    return VersionRef(str(mv["version"]), mv.get("source", ""), mv.get("current_stage", ""))
 
 
 class RestRegistryClient:
@@ -83,9 +96,40 @@ class RestRegistryClient:
         self._call("POST", "model-versions/transition-stage", {"name": name, "version": str(version), "stage": stage,
                                                                "archive_existing_versions": False})
 
-    def get_latest_versions(self, name: str, stages: list[str] | None = None) -> list[LatestVersion]:
+    def get_latest_versions(self, name: str, stages: list[str] | None = None) -> list[VersionRef]:
         found = self._call("POST", "registered-models/get-latest-versions", {"name": name, "stages": stages or []})
-        return [LatestVersion(str(v["version"]), v.get("current_stage", "")) for v in found.get("model_versions", [])]
+        return [_ref(v) for v in found.get("model_versions", [])]
+
+    def create_model_version(self, name: str, source: str, run_id: str | None = None,
+                             description: str | None = None, tags: dict[str, str] | None = None) -> VersionRef:
+        body: dict[str, Any] = {"name": name, "source": source,
+                                "tags": [{"key": k, "value": v} for k, v in (tags or {}).items()]}
+        if run_id:
+            body["run_id"] = run_id
+        if description:
+            body["description"] = description
+        return _ref(self._call("POST", "model-versions/create", body)["model_version"])
+
+    def search_model_versions(self, filter_string: str) -> list[VersionRef]:
+        found, token = [], None
+        while True:
+            page = self._call("GET", "model-versions/search", filter=filter_string, max_results=1000,
+                              page_token=token)
+            found += [_ref(v) for v in page.get("model_versions", [])]
+            token = page.get("next_page_token")
+            if not token:
+                return found
+
+    def delete_model_version(self, name: str, version: str) -> None:
+        self._call("DELETE", "model-versions/delete", {"name": name, "version": str(version)})
+
+    def update_model_version(self, name: str, version: str, description: str) -> None:
+        self._call("PATCH", "model-versions/update", {"name": name, "version": str(version),
+                                                      "description": description})
+
+    def list_artifacts(self, run_id: str, path: str | None = None) -> list[ArtifactRef]:
+        files = self._call("GET", "artifacts/list", run_id=run_id, path=path).get("files", [])
+        return [ArtifactRef(f["path"], bool(f.get("is_dir"))) for f in files]
 
     def search_runs(self, experiment_ids: list[str], filter_string: str = "", max_results: int = 100) -> list[Any]:
         """The runs matching ``filter_string`` (what ``--require`` asks)."""

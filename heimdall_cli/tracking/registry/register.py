@@ -12,7 +12,7 @@ from heimdall_cli.tracking.records import VersionRecord
 from heimdall_cli.tracking.registry.versions import get_version, normalise_model_uri
 
 if TYPE_CHECKING:
-    from heimdall_cli.tracking.runs import RunTracker
+    from heimdall_cli.tracking.search import RegistrySource as RunTracker
 
 
 @dataclass
