@@ -83,13 +83,15 @@ ML_WORKFLOW = "machine_learning"
 
 
 def run_until_stopped(command: list[str], env: dict[str, str]) -> int:
-    """Run the server in its own process group; Ctrl+C or SIGTERM stops the whole group."""
+    """Run the server in its own process group; Ctrl+C (SIGINT) or SIGTERM stops the whole group."""
     import signal
 
     def stop(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, stop)
+    # SIGINT too: a process started in the background by a shell without job control (``cmd &``
+    # in a script, nohup) inherits SIGINT ignored, and Python then installs no Ctrl+C handler.
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     proc = subprocess.Popen(command, env=env, start_new_session=True)
     try:
         return proc.wait()
@@ -97,7 +99,8 @@ def run_until_stopped(command: list[str], env: dict[str, str]) -> int:
         stop_group(proc)
         return 0
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def stop_group(proc: subprocess.Popen[bytes], grace_s: float = 15.0) -> None:
