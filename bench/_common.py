@@ -242,6 +242,16 @@ def interleaved(arms: tuple[str, str], pairs: int) -> list[str]:
     return [x for i in range(pairs) for x in ((a, b) if i % 2 == 0 else (b, a))]
 
 
+def schedule(arms: tuple[str, str], pairs: int) -> list[tuple[str, bool]]:
+    """One uncounted warm-up run of each arm, then :func:`interleaved`: ``(arm, counted)`` pairs.
+
+    The first training runs in a process pay one-time costs (the allocator growing its arenas,
+    lazy imports, the store's first connection) that are not per-step costs of either arm;
+    without a warm-up they fall on whichever arm runs first.
+    """
+    return [(a, False) for a in arms] + [(a, True) for a in interleaved(arms, pairs)]
+
+
 def paired_ratios(a: list[float], b: list[float]) -> list[float]:
     """a[i] / b[i] for the i-th repetition of each arm (neighbours in time, so slow drift cancels)."""
     return [x / y for x, y in zip(a, b, strict=False) if y]
@@ -280,6 +290,24 @@ def thread_cpu_seconds(native_id: int | None) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def threads_cpu_seconds() -> dict[str, float]:
+    """CPU seconds used so far by every thread of this process, keyed ``thread:<name>``.
+
+    Python threads by their name (``MainThread``, ``heimdall-metrics``, ``heimdall-uploads``, …),
+    threads Python does not know (torch's, OpenMP's) as ``native``; per-thread figures show where
+    a difference in process CPU between two arms went.
+    """
+    import threading
+
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    out: dict[str, float] = {}
+    for tid in os.listdir("/proc/self/task"):
+        seconds = thread_cpu_seconds(int(tid))
+        key = f"thread:{names.get(int(tid), 'native')}"
+        out[key] = out.get(key, 0.0) + seconds
+    return out
 
 
 def pg_backends_cpu_seconds(db: Any) -> dict[str, float]:

@@ -11,7 +11,8 @@ backend) with ``train/loss`` every step; the plain loop reads the loss every ste
 warm-up. The two arms' per-step losses are compared as a check that they compute the
 same thing (identical through the first epoch).
 
-Torch runs with one intra-op thread by default (``--threads``; see bench/README.md).
+Torch runs with one intra-op thread by default (``--threads``; see bench/README.md). One
+uncounted warm-up run of each arm comes first.
 
 Run: ``.venv/bin/python bench/bench_lightning_vs_plain.py [--quick] [--pairs N] [--steps N] [--threads N]``
 """
@@ -99,7 +100,7 @@ def main() -> int:
     first_losses: dict[str, list[float]] = {}
     with c.scratch_dir("plain") as tmp:
         print(f"Lightning arm: heimdall's prepare()+run(), tracking to sqlite:///{tmp}/mlflow.db")
-        for i, arm in enumerate(c.interleaved(("lightning", "plain"), pairs)):
+        for i, (arm, counted) in enumerate(c.schedule(("lightning", "plain"), pairs)):
             settings = c.load(tracking={"uri": f"sqlite:///{tmp}/mlflow.db", "experiment": "bench-plain"},
                               storage={"artifact_root": f"{tmp}/artifacts"},
                               training={"max_steps": steps, "output_dir": f"{tmp}/out{i}"})
@@ -109,6 +110,9 @@ def main() -> int:
                 times, losses = timer.times, timer.losses
             else:
                 times, losses = plain_loop(settings, steps, skip)
+            if not counted:
+                print(f"  warm-up  {arm:9s} (not counted)", flush=True)
+                continue
             speed[arm].append(times.samples_per_s(batch))
             cpu[arm].append(times.cpu_ms_per_sample(batch))
             first_losses.setdefault(arm, losses)

