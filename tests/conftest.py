@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +33,19 @@ from tests.services.postgres import postgres_db, require_postgres  # noqa: F401 
 from tests.services.s3 import S3_BUCKET, s3_auth_server, s3_server  # noqa: F401  (fixtures)
 
 BACKENDS = ("sqlite", "postgres", "postgres_s3", "http")
+# Tests write to many throw-away stores: no background registry server for each of them
+# (tests/tracking/test_registry_server.py turns it on where it is the subject).
+NO_REGISTRY_SERVER = ("HEIMDALL_TRACKING__REGISTRY_SERVER", "false")
+# Registry servers that tests start keep their sockets here, not in the user's folder; any left
+# running when the session ends are stopped (pytest_sessionfinish).
+RUNTIME_DIR = Path(tempfile.mkdtemp(prefix="heimdall-tests-run-"))
+os.environ["XDG_RUNTIME_DIR"] = str(RUNTIME_DIR)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    from heimdall_cli.tracking.readers.registry_server import stop_all
+
+    stop_all(RUNTIME_DIR / "heimdall")
 
 _STRIPPED_PREFIXES = ("HEIMDALL_", "AWS_")
 _STRIPPED_NAMES = (
@@ -57,6 +71,7 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterat
             monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv(*NO_REGISTRY_SERVER)
     monkeypatch.chdir(tmp_path)
     yield
     _reset_mlflow_globals()

@@ -109,6 +109,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> FuzzWorld:
         "HEIMDALL_TRAINING__PRETRAINED": "false",
         "HEIMDALL_TRAINING__PROGRESS": "none",
         "HEIMDALL_DATA__SAMPLES": "50",
+        "HEIMDALL_TRACKING__REGISTRY_SERVER": "false",
         "HEIMDALL_DATA__WORLD__N_MELS": "8",
         "HEIMDALL_DATA__WORLD__N_FRAMES": "8",
         "COLUMNS": "200",

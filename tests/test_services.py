@@ -28,7 +28,7 @@ def test_free_port_is_bindable() -> None:
 
 def test_environment_is_clean(tmp_path: Path) -> None:
     assert Path.cwd() == tmp_path
-    assert not [k for k in os.environ if k.startswith(("HEIMDALL_", "AWS_"))]
+    assert [k for k in os.environ if k.startswith(("HEIMDALL_", "AWS_"))] == ["HEIMDALL_TRACKING__REGISTRY_SERVER"]
     assert "MLFLOW_TRACKING_URI" not in os.environ
     assert "MLFLOW_S3_ENDPOINT_URL" not in os.environ
     assert os.environ["MLFLOW_DISABLE_TELEMETRY"] == "true"

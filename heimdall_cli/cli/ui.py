@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -39,6 +37,7 @@ def ui(
     from heimdall_cli.cli.common import make_output, settings_for
     from heimdall_cli.redact import mask_uri
     from heimdall_cli.tracking.probe import probe_tracking
+    from heimdall_cli.tracking.server_process import server_command
 
     settings = settings_for(config, tracking_uri)
     tracking = settings.tracking
@@ -50,11 +49,11 @@ def ui(
         out.info(f"The tracking server already serves the UI: {mask_uri(tracking.uri)}")
         return
     probe_tracking(tracking, tracking.query_timeout_s)
-    command, env = ui_command(settings, host, port)
+    command, env = server_command(settings, host=host, port=port)
     url = f"http://{'localhost' if host in ('127.0.0.1', '::1') else host}:{port}" + training_view(settings)
     out.result({"url": url, "tracking_uri": mask_uri(tracking.uri)}, human=lambda _: typer.echo(url), bare=url)
     out.info(f"MLflow UI for {mask_uri(tracking.uri)} at {url} (Ctrl+C stops it)")
-    returncode = run_until_stopped(command, env)
+    returncode = run_until_stopped(command, {**os.environ, **env})
     if returncode not in (0, -2, -15, 130):
         from heimdall_cli.errors import WorkFailed
 
@@ -96,58 +95,10 @@ def run_until_stopped(command: list[str], env: dict[str, str]) -> int:
     try:
         return proc.wait()
     except KeyboardInterrupt:
+        from heimdall_cli.tracking.server_process import stop_group
+
         stop_group(proc)
         return 0
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-
-
-def stop_group(proc: subprocess.Popen[bytes], grace_s: float = 15.0) -> None:
-    """SIGTERM the server's process group and wait until every member is gone (SIGKILL after ``grace_s``).
-
-    Waiting for the direct child is not enough: ``mlflow server`` runs uvicorn workers in the
-    same group, and they would outlive ``heimdall ui`` (holding its stdout) while they shut down.
-    """
-    import signal
-    import time
-
-    def group_alive() -> bool:
-        try:
-            os.killpg(proc.pid, 0)
-        except ProcessLookupError:
-            return False
-        return True
-
-    os.killpg(proc.pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None and not group_alive():
-            return
-        time.sleep(0.1)
-    if group_alive():
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-
-
-def ui_command(settings: Settings, host: str, port: int) -> tuple[list[str], dict[str, str]]:
-    """The ``mlflow server`` command line (no secrets in it) and the environment carrying them."""
-    tracking, storage = settings.tracking, settings.storage
-    mlflow = str(Path(sys.executable).with_name("mlflow"))
-    command = [mlflow, "server", "--backend-store-uri", tracking.uri, "--host", host, "--port", str(port),
-               "--workers", "1"]
-    if not storage.is_s3:
-        command += ["--default-artifact-root", Path(storage.artifact_root).expanduser().resolve().as_uri()]
-    else:
-        command += ["--default-artifact-root", storage.artifact_root]
-    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    if tracking.password is not None:
-        env["PGPASSWORD"] = tracking.password.get_secret_value()  # libpq reads it; the URI stays clean
-    if storage.s3_endpoint_url:
-        env["MLFLOW_S3_ENDPOINT_URL"] = storage.s3_endpoint_url
-    if storage.access_key_id and storage.secret_access_key:
-        env["AWS_ACCESS_KEY_ID"] = storage.access_key_id.get_secret_value()
-        env["AWS_SECRET_ACCESS_KEY"] = storage.secret_access_key.get_secret_value()
-    if storage.addressing_style != "auto":
-        env["MLFLOW_BOTO_CLIENT_ADDRESSING_STYLE"] = storage.addressing_style
-    return command, env

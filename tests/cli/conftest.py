@@ -10,6 +10,8 @@ two FINISHED, one FAILED).
 of them to the environment with model names unique to the test; ``sqlite_only`` and
 ``pg_world`` apply one. ``cli(...)`` runs ``heimdall`` in-process with typer's
 CliRunner (stdout and stderr apart); ``heimdall(world, ...)`` runs the console script.
+``run_dir`` (function): a private XDG_RUNTIME_DIR for tests that turn the local registry
+server on; servers started there are stopped afterwards.
 """
 
 from __future__ import annotations
@@ -184,6 +186,25 @@ def fresh_experiment(request: pytest.FixtureRequest) -> str:
     return _unique(request, "exp")
 
 
+@pytest.fixture
+def run_dir() -> Iterator[Path]:
+    """A short private folder for XDG_RUNTIME_DIR, where a test's registry servers live (stopped afterwards).
+
+    Short: a socket's path must stay under about 100 bytes.
+    """
+    import shutil
+    import tempfile
+    import time
+
+    from heimdall_cli.tracking.readers.registry_server import stop_all
+
+    folder = Path(tempfile.mkdtemp(prefix="hrs-"))
+    yield folder
+    stop_all(folder / "heimdall")
+    time.sleep(1)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 # --------------------------------------------------------------------------- running heimdall
 
 
@@ -199,7 +220,8 @@ def cli(*args: str, input: str | None = None) -> Any:
 
 def subprocess_env(world: World, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(_FOREIGN)}
-    env.update({"MLFLOW_DISABLE_TELEMETRY": "true", "HF_HUB_OFFLINE": "1", **world.env, **extra})
+    env.update({"MLFLOW_DISABLE_TELEMETRY": "true", "HF_HUB_OFFLINE": "1",
+                "HEIMDALL_TRACKING__REGISTRY_SERVER": "false", **world.env, **extra})
     return env
 
 

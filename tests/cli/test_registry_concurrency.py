@@ -1,4 +1,5 @@
-"""Ten ``heimdall model promote`` processes at once, against PostgreSQL and through an ``mlflow server``.
+"""Ten ``heimdall model promote`` processes at once: against PostgreSQL, through an ``mlflow server``, and
+against PostgreSQL with the writes through heimdall's local registry server.
 
 Each process promotes a different version of one model to Production. Guarantee:
 promotions of one model are serialised (a PostgreSQL advisory lock; through a server, a
@@ -22,9 +23,11 @@ N = 10
 
 @pytest.mark.integration
 @pytest.mark.slow
-@pytest.mark.parametrize("path", ["postgresql", "http"])
-def test_ten_concurrent_promotions_leave_one_consistent_holder(pg_world, path, tmp_path):
+@pytest.mark.parametrize("path", ["postgresql", "http", "registry-server"])
+def test_ten_concurrent_promotions_leave_one_consistent_holder(pg_world, path, tmp_path, monkeypatch, run_dir):
     from heimdall_cli.tracking import registry
+    from heimdall_cli.tracking.readers import registry_server
+    from tests.cli.test_registry_server import _wait_ready
     from tests.services import MlflowServer
 
     tracker = pg_world.tracker()
@@ -40,11 +43,20 @@ def test_ten_concurrent_promotions_leave_one_consistent_holder(pg_world, path, t
         server = MlflowServer(pg_world.env["HEIMDALL_TRACKING__URI"], job_execution=False, log_dir=tmp_path)
         env = {k: v for k, v in env.items() if not k.startswith(("HEIMDALL_STORAGE", "AWS_"))}
         env["HEIMDALL_TRACKING__URI"] = server.url
+    if path == "registry-server":  # PostgreSQL's advisory lock, the writes through the local registry server
+        env.update(HEIMDALL_TRACKING__REGISTRY_SERVER="true", XDG_RUNTIME_DIR=str(run_dir))
+        monkeypatch.setenv("XDG_RUNTIME_DIR", str(run_dir))
+        settings = pg_world.settings()
+        registry_server.start(settings, registry_server.paths_for(settings))
+        sock = _wait_ready(run_dir)
     try:
         _promote_all(env, versions, pg_world, tracker)
+        if path == "registry-server":
+            assert sock.with_suffix(".log").read_text().count("POST /api/2.0/mlflow/registered-models/alias") >= N
     finally:
         if server is not None:
             server.stop()
+        registry_server.stop_all(run_dir / "heimdall")
 
 
 def _promote_all(env, versions, pg_world, tracker):

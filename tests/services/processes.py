@@ -51,6 +51,7 @@ def clean_child_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(_FOREIGN_ENV_PREFIXES)}
     env["MLFLOW_DISABLE_TELEMETRY"] = "true"
     env["PYTHONUNBUFFERED"] = "1"
+    env["HEIMDALL_TRACKING__REGISTRY_SERVER"] = "false"  # no background server per throw-away store
     env.update(extra)
     return env
 

@@ -28,6 +28,7 @@ class FastSource:
         self.settings = settings
         self.reader = reader
         self._tracker: Tracker | None = None
+        self._writer: Any = None  # the local registry server's client, False: none this time
 
     @property
     def tracker(self) -> Tracker:
@@ -40,15 +41,17 @@ class FastSource:
 
     @property
     def client(self) -> Any:
-        """What registry changes are written with: the server's REST API where the reader offers it
-        (no MLflow import), ``MlflowClient`` otherwise."""
+        """What registry changes are written with: a server's REST API where there is one (the tracking
+        server, or the local registry server of a SQL store; no MLflow import), ``MlflowClient`` otherwise."""
+        from heimdall_cli.tracking.readers.registry_server import registry_writer
         from heimdall_cli.tracking.readers.rest import RestReader
+        from heimdall_cli.tracking.readers.rest_registry import RestRegistryClient
 
         if isinstance(self.reader, RestReader):
-            from heimdall_cli.tracking.readers.rest_registry import RestRegistryClient
-
             return RestRegistryClient(self.reader)
-        return self.tracker.client
+        if self._writer is None:
+            self._writer = registry_writer(self.settings, self.settings.tracking.query_timeout_s) or False
+        return RestRegistryClient(self._writer) if self._writer else self.tracker.client
 
     def _ask(self, name: str, *args: Any, **kwargs: Any) -> Any:
         if self.reader is not None:

@@ -29,14 +29,21 @@ class RestError(Exception):
 
 
 class RestReader:
-    """The :class:`~heimdall_cli.tracking.search.RunSource` queries, answered by ``mlflow server``."""
+    """The :class:`~heimdall_cli.tracking.search.RunSource` queries, answered by ``mlflow server``.
 
-    def __init__(self, settings: Settings, timeout: float) -> None:
+    ``socket``: the server listens on this Unix socket (heimdall's local registry server)
+    rather than at the tracking URI.
+    """
+
+    def __init__(self, settings: Settings, timeout: float, *, socket: str | None = None) -> None:
         self.settings = settings
         self.timeout = timeout
-        parts = urlsplit(settings.tracking.connection_uri())
+        self.socket = socket
+        parts = urlsplit(settings.tracking.connection_uri() if socket is None else "http://localhost")
         self._base = parts._replace(netloc=parts.netloc.rpartition("@")[2], query="", fragment="").geturl().rstrip("/")
         self._headers = {"Content-Type": "application/json"}
+        if socket is not None:
+            return
         user = unquote(parts.username) if parts.username else os.environ.get("MLFLOW_TRACKING_USERNAME")
         password = unquote(parts.password or "") if parts.username else os.environ.get("MLFLOW_TRACKING_PASSWORD", "")
         token = os.environ.get("MLFLOW_TRACKING_TOKEN")
@@ -52,20 +59,30 @@ class RestReader:
         if query:
             url += "?" + urlencode({k: v for k, v in query.items() if v is not None})
         data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(url, data=data, method=method, headers=self._headers)
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                return json.loads(response.read() or b"{}")
-        except urllib.error.HTTPError as e:
-            try:
-                answer = json.loads(e.read() or b"{}")
-            except ValueError:
-                answer = {}
-            raise RestError(e.code, answer.get("error_code", ""), answer.get("message", "") or e.reason) from None
+            if self.socket is not None:
+                status, payload, reason = unix_request(self.socket, method, url, data, self._headers, self.timeout)
+            else:
+                request = urllib.request.Request(url, data=data, method=method, headers=self._headers)
+                try:
+                    with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                        status, payload, reason = response.status, response.read(), ""
+                except urllib.error.HTTPError as e:
+                    status, payload, reason = e.code, e.read(), str(e.reason)
         except (urllib.error.URLError, OSError) as e:
             reason = getattr(e, "reason", e)
+            if self.socket is not None:
+                raise BackendUnavailable(f"heimdall's local registry server ({self.socket}) stopped answering: "
+                                         f"{reason}", "Run the command again; it starts a new one.") from None
             raise BackendUnavailable(f"Tracking server {mask_uri(self.settings.tracking.uri)} is unreachable: {reason}",
                                      "Check that `mlflow server` runs and MLFLOW_TRACKING_URI is right.") from None
+        if status >= 400:
+            try:
+                answer = json.loads(payload or b"{}")
+            except ValueError:
+                answer = {}
+            raise RestError(status, answer.get("error_code", ""), answer.get("message", "") or reason)
+        return json.loads(payload or b"{}")
 
     # ------------------------------------------------------------------ experiments
     def find_experiment(self, name: str | None = None) -> str:
@@ -214,3 +231,25 @@ def _version(mv: dict[str, Any]) -> VersionRecord:
         tags={t["key"]: t.get("value", "") for t in mv.get("tags", [])},
         created_ms=int(mv["creation_timestamp"]) if mv.get("creation_timestamp") is not None else None,
         description=mv.get("description", "") or "")
+
+
+def unix_request(socket_path: str, method: str, url: str, data: bytes | None, headers: dict[str, str],
+                  timeout: float) -> tuple[int, bytes, str]:
+    """One HTTP request over a Unix socket: (status, body, reason)."""
+    import http.client
+    import socket
+
+    class Connection(http.client.HTTPConnection):
+        def connect(self) -> None:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.settimeout(timeout)
+            self.sock.connect(socket_path)
+
+    parts = urlsplit(url)
+    conn = Connection("localhost", timeout=timeout)
+    try:
+        conn.request(method, parts.path + (f"?{parts.query}" if parts.query else ""), body=data, headers=headers)
+        response = conn.getresponse()
+        return response.status, response.read(), response.reason
+    finally:
+        conn.close()
