@@ -17,7 +17,16 @@ import typer
 
 from heimdall_cli.cli import completion
 from heimdall_cli.cli.common import make_output, query_source, query_tracker
-from heimdall_cli.cli.options import ConfigOpt, ExperimentOpt, JsonOpt, LimitOpt, ModelNameOpt, QuietOpt, TrackingUriOpt
+from heimdall_cli.cli.options import (
+    ConfigOpt,
+    ExperimentOpt,
+    JsonOpt,
+    LimitOpt,
+    ModelNameOpt,
+    QuietOpt,
+    TrackingUriOpt,
+    WideOpt,
+)
 from heimdall_cli.export.interface import DEFAULT_OPSET, MIN_OPSET
 
 if TYPE_CHECKING:
@@ -198,6 +207,7 @@ def list_versions(
     name: ModelNameOpt = None,
     metric: Annotated[str, typer.Option("--metric", "-m", help="Show the source run's best/<metric>.")] = "val/loss",
     limit: LimitOpt = 100,
+    wide: WideOpt = False,
     config: ConfigOpt = None,
     tracking_uri: TrackingUriOpt = None,
     json_out: JsonOpt = False,
@@ -211,7 +221,7 @@ def list_versions(
 
       heimdall model list --name heimdall-localization-onnx --json | jq '.aliases'
     """
-    from heimdall_cli.cli.output import timestamp
+    from heimdall_cli.cli.output import run_id_cell, timestamp
     from heimdall_cli.tracking import registry
 
     tracker = query_source(config, tracking_uri, **{"tracking.model_name": name})
@@ -234,11 +244,13 @@ def list_versions(
         from heimdall_cli.cli.output import table
 
         key = rows[0].metric if rows else f"best/{metric}"
-        t = table(f"Versions of '{model}'", ["version", "aliases", "stage", "run", "run status", key,
-                                             "created (UTC)"],
-                  [(i["version"], ", ".join(i["aliases"]) or None, i["stage"], i["run_id"], i["run_status"],
-                    i["best"][key], (i["created"] or "")[:16].replace("T", " ") or None) for i in versions])
-        t.columns[3].no_wrap = True  # run ids are copied from here
+        # Aliases say the stage (production -> Production); a version without one shows its stage tag.
+        t = table(f"Versions of '{model}'", ["version", "aliases (stage)", "run", "run status", key, "created (UTC)"],
+                  [(i["version"], "\n".join(i["aliases"]) or (f"({i['stage']})" if i["stage"] else None),
+                    run_id_cell(i["run_id"], wide), i["run_status"], i["best"][key],
+                    (i["created"] or "")[:16].replace("T", " ") or None) for i in versions])
+        for column in (0, 2, 5):  # version, run id (copied from here), time: never split
+            t.columns[column].no_wrap = True
         console.print(t)
 
     make_output(json_out, quiet).result(data, human=human, bare=[str(i["version"]) for i in versions])

@@ -91,6 +91,14 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def run_id_cell(run_id: str | None, wide: bool = False) -> str | None:
+    """A run id as tables show it: the first 8 characters, as git shows commits (any unique prefix is
+    accepted back wherever a run id is); ``wide``: all 32."""
+    from heimdall_cli.tracking.search import SHORT_ID
+
+    return run_id if wide or not run_id else run_id[:SHORT_ID]
+
+
 def timestamp(ms: int | None) -> str | None:
     """Milliseconds since the epoch as an ISO-8601 UTC string."""
     if ms is None:

@@ -23,6 +23,7 @@ from heimdall_cli.cli.options import (
     TrackingUriOpt,
     WideOpt,
 )
+from heimdall_cli.cli.output import run_id_cell
 
 if TYPE_CHECKING:
     from heimdall_cli.tracking import RunRecord
@@ -160,7 +161,7 @@ def list_runs(
     def human(console: Any) -> None:
         from heimdall_cli.cli.output import table
 
-        rows = [(_rid(r.run_id, wide), r.name, r.status, _short_time(r.start_time), _duration(r.duration_s),
+        rows = [(run_id_cell(r.run_id, wide), r.name, r.status, _short_time(r.start_time), _duration(r.duration_s),
                  r.metrics.get(key, r.metrics.get(metric))) for r in runs]
         t = table(f"Runs of '{data['experiment']}' ({len(runs)})",
                   ["run id", "name", "status", "started (UTC)", "duration", key], rows)
@@ -261,7 +262,7 @@ def compare(
 
         from heimdall_cli.cli.output import table
 
-        columns = ["", *[f"{r.name or '—'}\n{_rid(r.run_id, False)}" for r in result.runs]]
+        columns = ["", *[f"{r.name or '—'}\n{run_id_cell(r.run_id)}" for r in result.runs]]
         info = [("status", *[r.status for r in result.runs]),
                 ("duration", *[_duration(r.duration_s) for r in result.runs])]
         console.print(table("Runs", columns, info))
@@ -338,13 +339,6 @@ def _times(run: RunRecord) -> dict[str, Any]:
 def _summary(run: RunRecord) -> dict[str, Any]:
     return {"run_id": run.run_id, "run_name": run.name, "status": run.status, **_times(run),
             "metrics": dict(sorted(run.metrics.items())), "tags": dict(sorted(run.tags.items()))}
-
-
-def _rid(run_id: str, wide: bool) -> str:
-    """A run id as tables show it: the first 8 characters (any unique prefix is accepted back)."""
-    from heimdall_cli.tracking.search import SHORT_ID
-
-    return run_id if wide else run_id[:SHORT_ID]
 
 
 def _duration(seconds: float | None) -> str | None:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from heimdall_cli.cli.options import ConfigOpt, ExperimentOpt, JsonOpt, QuietOpt, TrackingUriOpt
+from heimdall_cli.cli.output import run_id_cell
 
 if TYPE_CHECKING:
     from heimdall_cli.settings import Settings
@@ -233,7 +234,7 @@ def _show_human(console: Any, view: StudyView) -> None:
     from heimdall_cli.cli.output import table
 
     keys = sorted({k for t in view.trials for k in t.params})
-    rows = [(t.number, t.state, t.value, *(t.params.get(k) for k in keys), (t.run_id or "")[:8] or None, t.seconds)
+    rows = [(t.number, t.state, t.value, *(t.params.get(k) for k in keys), run_id_cell(t.run_id), t.seconds)
             for t in view.trials]
     console.print(table(f"Study {view.study}: {view.finished}/{view.target or '?'} finished ({view.complete} "
                         f"complete, {view.pruned} pruned, {view.running} running, {view.failed} failed)",

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tests.cli.conftest import World, assert_schema, cli
+from tests.cli.conftest import World, assert_schema, cli, heimdall
 
 REGISTER_SCHEMA = {
     "name": str, "version": int, "status": str, "created": bool, "run_id": str, "source": str, "model_uri": str,
@@ -82,6 +82,11 @@ def test_register_is_idempotent_and_waits_ready(world):
     assert listing["versions"][1]["best"]["best/val_loss"] == pytest.approx(
         world.tracker().get_run(world.run_id).metrics["best/val_loss"])
     assert _ok(cli("model", "list", "-q")).split() == ["2", "1"]
+    listed = heimdall(world, "model", "list")  # a log file: 80 columns, short run ids as git shows commits
+    table = listed.stdout
+    assert listed.returncode == 0 and world.run_id[:8] in table and world.run_id not in table
+    assert max(len(line) for line in table.splitlines()) <= 80
+    assert world.run_id in _ok(cli("model", "list", "--wide"))
 
 
 def test_register_bad_input(sqlite_only, fresh_experiment):
