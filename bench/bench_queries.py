@@ -10,7 +10,9 @@ http backend is an ``mlflow server`` on the PostgreSQL store. Every command is s
 new process ``repeat`` times; the table shows median wall seconds, and for each command the
 peer (MLflow's CLI ``mlflow runs list`` or an ``MlflowClient`` one-liner asking the same
 question) and the ratio peer / heimdall, measured in the same run. Targets (issue 12): under
-1.0 s for queries and registry reads, under 2 s for not-found answers.
+1.0 s for queries and registry commands, under 2 s for not-found answers. ``model promote`` on
+SQLite and PostgreSQL is measured twice: writing in-process (``tracking.registry_server=false``,
+what the first write does) and through heimdall's local registry server once it runs.
 """
 
 from __future__ import annotations
@@ -99,15 +101,43 @@ def measure(uri: str, experiment: str, repeat: int) -> list[tuple[str, float, fl
         ("model promote (write)", [*h, "model", "promote", "--version", "1", "--stage", "Staging", "-q"],
          [*py, PEERS["promote"].format(**fill)]),
     ]
+    rows.append(("model register (again: idempotent)", [*h, "model", "register", "--run-id", run_a, "-q"], None))
+    if not uri.startswith("http"):  # the same writes through the local registry server, once it runs
+        rows += [("model promote (registry server)", rows[-2][1], rows[-2][2]),
+                 ("model register (registry server)", rows[-1][1], None)]
     out = []
     for label, argv, peer in rows:
         ok = (4,) if "(4)" in label else (0,)
+        if "registry server" in label:
+            env = {**env, **warm_registry_server(uri, experiment, env)}
         ours = wall(argv, env, repeat, ok)
         theirs = wall(peer, env, repeat, (0, 1, 4)) if peer else None
         out.append((label, ours, theirs))
         print(f"  {label:32s} heimdall {ours:6.2f} s" + (f"   MLflow {theirs:6.2f} s   ratio {theirs / ours:5.1f}x"
                                                          if theirs else ""), flush=True)
     return out
+
+
+def warm_registry_server(uri: str, experiment: str, env: dict[str, str]) -> dict[str, str]:
+    """Start heimdall's local registry server for ``uri`` (as the first write would) and wait until it answers."""
+    from heimdall_cli.settings import load_settings
+    from heimdall_cli.tracking.readers.registry_server import _healthy, paths_for, start
+
+    run_dir = Path(tempfile.gettempdir()) / "heimdall-bench-run"
+    run_dir.mkdir(mode=0o700, exist_ok=True)
+    os.environ["XDG_RUNTIME_DIR"] = str(run_dir)
+    settings = load_settings(flags={"tracking": {"uri": uri, "experiment": experiment, "model_name": MODEL}},
+                             env_file=None)
+    paths = paths_for(settings)
+    assert paths is not None, "no private folder for the registry server"
+    t0 = time.perf_counter()
+    start(settings, paths)
+    while not _healthy(paths.sock, 1.0):
+        if time.perf_counter() - t0 > 120:
+            raise SystemExit(f"the registry server did not start: {paths.log.read_text()[-2000:]}")
+        time.sleep(0.2)
+    print(f"  (registry server up in {time.perf_counter() - t0:.1f} s, in the background)", flush=True)
+    return {"HEIMDALL_TRACKING__REGISTRY_SERVER": "true", "XDG_RUNTIME_DIR": str(run_dir)}
 
 
 def main() -> None:
@@ -141,6 +171,9 @@ def main() -> None:
     finally:
         if server is not None:
             server.stop()
+        from heimdall_cli.tracking.readers.registry_server import stop_all
+
+        stop_all(Path(tempfile.gettempdir()) / "heimdall-bench-run" / "heimdall")
 
 
 if __name__ == "__main__":

@@ -245,11 +245,12 @@ def list_versions(
 
         key = rows[0].metric if rows else f"best/{metric}"
         # Aliases say the stage (production -> Production); a version without one shows its stage tag.
-        t = table(f"Versions of '{model}'", ["version", "aliases (stage)", "run", "run status", key, "created (UTC)"],
+        t = table(f"Versions of '{model}'", ["version", "aliases (stage)", "run", "run status",
+                                             key.replace("/", "/\n", 1), "created (UTC)"],
                   [(i["version"], "\n".join(i["aliases"]) or (f"({i['stage']})" if i["stage"] else None),
                     run_id_cell(i["run_id"], wide), i["run_status"], i["best"][key],
                     (i["created"] or "")[:16].replace("T", " ") or None) for i in versions])
-        for column in (0, 2, 5):  # version, run id (copied from here), time: never split
+        for column in (0, 2, 4, 5):  # version, run id (copied from here), value, time: never split
             t.columns[column].no_wrap = True
         console.print(t)
 
