@@ -12,14 +12,12 @@ import os
 import shutil
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from tests.cli.conftest import World, subprocess_env
-from tests.services import free_port
+from tests.services import free_port, wait_until_healthy
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not Path(CHROMIUM).exists(),
@@ -51,14 +49,7 @@ def test_ui_opens_the_training_view_with_charts_and_plots(sqlite_world: World, t
         url = proc.stdout.readline().strip()
         assert url.startswith(f"http://localhost:{port}/#/experiments/") and "workflowType=machine_learning" in url
         base = url.split("/#", 1)[0]
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"{base}/health", timeout=2).read()
-                break
-            except OSError:
-                assert proc.poll() is None and time.monotonic() < deadline, "the UI did not come up"
-                time.sleep(0.5)
+        wait_until_healthy(proc, base, "the UI")
 
         landing = render(url, tmp_path / "profile-1")
         assert run.name in landing  # the runs table, not the GenAI overview

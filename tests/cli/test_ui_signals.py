@@ -11,13 +11,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.services import free_port
+from tests.services import free_port, wait_until_healthy
 
 HEIMDALL = str(Path(sys.executable).with_name("heimdall"))
 
@@ -48,14 +47,7 @@ def test_ui_stops_on_sigint_and_takes_its_server_along(inherited: str, tmp_path:
         url = proc.stdout.readline().strip()
         assert url.startswith(f"http://localhost:{port}/#/experiments"), proc.stderr.read()[-2000:]
         base = url.split("/#", 1)[0]
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"{base}/health", timeout=2).read()
-                break
-            except OSError:
-                assert proc.poll() is None and time.monotonic() < deadline, "the UI did not come up"
-                time.sleep(0.5)
+        wait_until_healthy(proc, base, "the UI")
         children = subprocess.run(["ps", "-o", "pid=", "--ppid", str(proc.pid)], capture_output=True,
                                   text=True).stdout.split()
         assert children, "no server process under heimdall ui"

@@ -24,10 +24,11 @@ from tests.services.processes import (
     session_processes,
     stop_process_group,
     venv_executable,
+    wait_until_healthy,
 )
 from tests.services.s3 import DUMMY_ACCESS_KEY_ID, DUMMY_SECRET_ACCESS_KEY, S3_BUCKET, S3_REGION, MotoS3Server
 
 __all__ = ["DUMMY_ACCESS_KEY_ID", "DUMMY_SECRET_ACCESS_KEY", "S3_BUCKET", "S3_REGION", "MlflowServer",
            "MotoS3Server", "PostgresDatabase", "PrivatePostgres", "clean_child_env", "database_exists", "free_port",
            "port_open", "postgres_available", "ps_session", "session_processes", "stop_process_group",
-           "venv_executable"]
+           "venv_executable", "wait_until_healthy"]

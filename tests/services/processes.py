@@ -64,6 +64,14 @@ def http_ok(url: str, timeout: float = 1.0) -> bool:
         return False
 
 
+def wait_until_healthy(proc: subprocess.Popen[Any], base_url: str, what: str, timeout: float = 120) -> None:
+    """Wait until ``base_url``/health answers; fail at once if ``proc`` exits first."""
+    deadline = time.monotonic() + timeout
+    while not http_ok(f"{base_url}/health", timeout=2):
+        assert proc.poll() is None and time.monotonic() < deadline, f"{what} did not come up"
+        time.sleep(0.5)
+
+
 def log_tail(path: Path | None, lines: int = 60) -> str:
     if path is None or not path.exists():
         return "(no log)"

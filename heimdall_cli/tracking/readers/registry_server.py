@@ -111,11 +111,14 @@ def registry_writer(settings: Settings, timeout: float) -> RestReader | None:
 
 def _hold(paths: Paths) -> bool:
     """Take a shared hold on KEY.busy for the rest of this process (False: the server is stopping)."""
-    if _held:
-        return True
-    handle = open(paths.busy, "a")  # noqa: SIM115 (kept open until the process exits)
+    return bool(_held) or _take(paths.busy, fcntl.LOCK_SH)
+
+
+def _take(path: Path, mode: int) -> bool:
+    """``flock`` ``path`` without waiting and keep it until this process exits (False: held the other way)."""
+    handle = open(path, "a")  # noqa: SIM115 (kept open: closing it would release the lock)
     try:
-        fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        fcntl.flock(handle, mode | fcntl.LOCK_NB)
     except BlockingIOError:
         handle.close()
         return False
@@ -171,10 +174,7 @@ def serve(config: dict[str, Any]) -> int:
     from heimdall_cli.tracking.server_process import stop_group
 
     paths = Paths(Path(config["folder"]), config["key"])
-    lock = open(paths.lock, "a")  # noqa: SIM115 (held for the supervisor's life)
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    if not _take(paths.lock, fcntl.LOCK_EX):
         return 0  # another supervisor got there first
     stopping: list[int] = []
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -207,14 +207,7 @@ def serve(config: dict[str, Any]) -> int:
 
 def _quiet(paths: Paths) -> bool:
     """No command is using the server; once this returns True none can start to (the hold stays taken)."""
-    busy = open(paths.busy, "a")  # noqa: SIM115 (held until the supervisor exits)
-    try:
-        fcntl.flock(busy, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        busy.close()
-        return False
-    _held.append(busy)
-    return True
+    return _take(paths.busy, fcntl.LOCK_EX)
 
 
 def stop_all(folder: Path | None = None) -> list[int]:
