@@ -101,10 +101,8 @@ def measure(uri: str, experiment: str, repeat: int) -> list[tuple[str, float, fl
         ("model promote (write)", [*h, "model", "promote", "--version", "1", "--stage", "Staging", "-q"],
          [*py, PEERS["promote"].format(**fill)]),
     ]
-    rows.append(("model register (again: idempotent)", [*h, "model", "register", "--run-id", run_a, "-q"], None))
-    if not uri.startswith("http"):  # the same writes through the local registry server, once it runs
-        rows += [("model promote (registry server)", rows[-2][1], rows[-2][2]),
-                 ("model register (registry server)", rows[-1][1], None)]
+    if not uri.startswith("http"):  # the same write through the local registry server, once it runs
+        rows.append(("model promote (registry server)", rows[-1][1], rows[-1][2]))
     out = []
     for label, argv, peer in rows:
         ok = (4,) if "(4)" in label else (0,)
