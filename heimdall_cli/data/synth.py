@@ -7,6 +7,7 @@ is the analytic world that older datasets were made with (:mod:`heimdall_cli.dat
 from __future__ import annotations
 
 import itertools
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,12 +31,15 @@ def generate(n: int, seed: int, world: WorldSettings, params: FeatureSettings, s
              workers: int = 1) -> Samples:
     """Samples ``start`` … ``start + n - 1`` of ``world`` (transmission seed ``seed``).
 
-    ``workers`` > 1 generates blocks in that many forked processes (one torch thread
-    each); blocks are independent, so the bytes are the same as with one.
+    ``workers`` > 1 generates blocks in that many forked processes (one torch thread each);
+    blocks are independent, so the bytes are the same as with one. Only while this process runs
+    no other thread (``heimdall train``: the data comes before the tracker's threads): a fork
+    copies the locks other threads hold (a sweep worker's heartbeat, the metric sender), and such
+    a copy can hang a child for good, so with other threads the samples are made here.
     """
     if world.version == 1:
         return synth_analytic.to_samples(synth_analytic.generate(n, seed, world, start=start), world)
-    if workers <= 1 or n <= synth_iq.BLOCK_SIZE:
+    if workers <= 1 or n <= synth_iq.BLOCK_SIZE or threading.active_count() > 1:
         return synth_iq.generate(n, seed, world, params, start=start)
     import multiprocessing
 
@@ -43,8 +47,16 @@ def generate(n: int, seed: int, world: WorldSettings, params: FeatureSettings, s
     first = min(start + n, (start // step + 1) * step)  # align the pieces to blocks: none is made twice
     edges = [start, *range(first, start + n, step), start + n]
     jobs = [(b - a, seed, world, params, a) for a, b in itertools.pairwise(edges) if b > a]
-    with multiprocessing.get_context("fork").Pool(min(workers, len(jobs)), initializer=_one_thread) as pool:
-        return Samples.concat(pool.starmap(synth_iq.generate, jobs))
+    pool = multiprocessing.get_context("fork").Pool(min(workers, len(jobs)), initializer=_one_thread)
+    try:
+        blocks = pool.starmap(synth_iq.generate, jobs)
+        pool.close()  # the workers finish on their own: no SIGTERM into handlers they inherited
+    except BaseException:
+        pool.terminate()
+        raise
+    finally:
+        pool.join()
+    return Samples.concat(blocks)
 
 
 def default_workers() -> int:

@@ -10,7 +10,7 @@ with an http tracking server; the registry lock is still the store's own (adviso
 file lock), so concurrent promotions behave the same. The server exits after
 ``tracking.registry_server_idle_s`` without use; ``tracking.registry_server=false`` turns it off.
 
-Files, per store (the key hashes the store, its credentials and this Python):
+Files, per store (the key hashes the store, its credentials and this Python environment):
 ``KEY.sock`` the socket; ``KEY.lock`` held by the supervisor while it lives; ``KEY.busy``
 held shared by every command using the server (the supervisor stops it only when it can take
 it exclusively, so no command loses the server half-way); ``KEY.used`` touched at each use;
@@ -71,7 +71,7 @@ def paths_for(settings: Settings) -> Paths | None:
     identity = [os.getuid(), t.connection_uri(), s.artifact_root if s.is_s3 else str(Path(s.artifact_root).resolve()),
                 s.s3_endpoint_url, s.access_key_id and s.access_key_id.get_secret_value(),
                 s.secret_access_key and s.secret_access_key.get_secret_value(), s.region, s.addressing_style,
-                sys.executable]
+                os.path.realpath(sys.prefix)]  # this environment, however it is reached (a linked .venv)
     key = hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:20]
     for folder in (runtime_folder(), Path(tempfile.gettempdir()) / f"heimdall-{os.getuid()}"):
         paths = Paths(folder, key)
