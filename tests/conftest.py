@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import sys
 import tempfile
 import uuid
@@ -46,6 +47,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     from heimdall_cli.tracking.readers.registry_server import stop_all
 
     stop_all(RUNTIME_DIR / "heimdall")
+    shutil.rmtree(RUNTIME_DIR, ignore_errors=True)
 
 _STRIPPED_PREFIXES = ("HEIMDALL_", "AWS_")
 _STRIPPED_NAMES = (
