@@ -78,13 +78,13 @@ def plain_loop(settings: Any, steps: int, skip: int) -> tuple[c.StepTimes, list[
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer, shorter runs (about 1 min)")
-    parser.add_argument("--pairs", type=int, help="repetitions of each arm (default 5, quick 3)")
-    parser.add_argument("--steps", type=int, help="optimizer steps per run (default 150, quick 40)")
+    parser.add_argument("--pairs", type=int, help="repetitions of each arm (default 5, quick 5)")
+    parser.add_argument("--steps", type=int, help="optimizer steps per run (default 150, quick 60)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch intra-op threads (default 1: stable on a shared box; 0: torch's default)")
     args = parser.parse_args()
-    pairs = args.pairs or (3 if args.quick else 5)
-    steps = args.steps or (40 if args.quick else 150)
+    pairs = args.pairs or 5
+    steps = args.steps or (60 if args.quick else 150)
     skip = 3
 
     c.isolate_environment()
