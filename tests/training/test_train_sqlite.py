@@ -87,6 +87,20 @@ def test_system_metrics_from_mlflows_monitors_through_the_tracker(trained):
     assert not any(k.startswith("system/") for k, _, _ in shown_points(result.stderr)), "not training progress"
 
 
+def test_system_metrics_show_in_runs_show_and_runs_compare(trained, module_dir):
+    env, result = trained
+    run_id = result.json()["run_id"]
+    shown = run_heimdall(["runs", "show", run_id[:8], "--json"], env, module_dir)
+    assert shown.returncode == 0, shown.stderr
+    cpu = shown.json()["metrics"]["system/cpu_utilization_percentage"]
+    assert 0 <= cpu <= 100 * 64
+    human = run_heimdall(["runs", "show", run_id[:8]], env, module_dir)
+    assert human.returncode == 0 and "system/system_memory_usage_megabytes" in human.stdout
+    compared = run_heimdall(["runs", "compare", run_id, run_id[:8], "--json"], env, module_dir)
+    assert compared.returncode == 0, compared.stderr
+    assert compared.json()["metrics"]["system/cpu_utilization_percentage"] == [cpu, cpu]
+
+
 def test_artifacts_config_checkpoints_model_plots(trained):
     env, result = trained
     c, run_id = client(env), result.json()["run_id"]
