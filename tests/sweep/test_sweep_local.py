@@ -93,6 +93,35 @@ def test_median_pruner_stops_bad_trials_from_the_logged_val_loss(tmp_path):
         assert (rc, out) == (0, expected + "\n"), err  # -q: the bare id, nothing else on stdout
 
 
+@pytest.mark.slow
+def test_hyperband_prunes_from_the_logged_val_loss(tmp_path):
+    """Hyperband (epochs as its resource): trials of a hopeless learning rate stop as pruned."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    env = {"HEIMDALL_TRACKING__URI": uri, "HEIMDALL_STORAGE__ARTIFACT_ROOT": str(tmp_path / "artifacts")}
+    config = tiny_config(tmp_path, trials=6, pruner="hyperband", sampler_seed=13,
+                         space={"training.learning_rate": {"choice": [3e-3, 1e-7]}})
+    data = yaml.safe_load(config.read_text())
+    data["training"]["epochs"] = 3
+    config.write_text(yaml.safe_dump(data))
+    w = spawn(["start", "-c", str(config), "--name", "hb", "--storage", f"sqlite:///{tmp_path / 'study.db'}",
+               "--json"], env, tmp_path, "w")
+    rc, out, err = w.wait()
+    assert rc == 0, err
+    r = report(out)
+    assert r["finished"] == 6 and r["pruned"] >= 1 and r["complete"] >= 1, r["trials"]
+    c = _client(uri)
+    for trial in r["trials"]:
+        run = c.get_run(trial["run_id"])
+        assert run.info.status == "FINISHED"
+        assert run.data.tags["heimdall.sweep.state"] == trial["state"]
+        if trial["state"] == "pruned":
+            assert run.data.params["training.learning_rate"] == "1e-07"
+            assert len(c.get_metric_history(trial["run_id"], "val/loss")) == trial["epochs"] <= 3
+    best = c.get_run(r["best_run_id"])
+    assert best.data.tags["heimdall.sweep.state"] == "complete"
+    assert best.data.params["training.learning_rate"] == "0.003"
+
+
 @pytest.mark.parametrize(("space", "expected"), [
     ({"training.learnig_rate": {"log_uniform": [1e-4, 1e-2]}},
      "training.learnig_rate: unknown setting (did you mean training.learning_rate?)"),
