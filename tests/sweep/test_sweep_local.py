@@ -60,22 +60,24 @@ def test_embedded_default_sigterm_then_join_finishes_the_study(tmp_path):
     assert c.get_run(r["parent_run_id"]).data.metrics["best/val_loss"] == view["best"]["value"]
 
 
-@pytest.mark.slow
-def test_median_pruner_stops_bad_trials_from_the_logged_val_loss(tmp_path):
-    """A pruned trial stops early, counts as finished, its run ends FINISHED with heimdall.sweep.state=pruned."""
+def _pruning_sweep(tmp_path: Path, name: str, trials: int, **sweep) -> tuple[dict, dict[str, str], object]:
+    """A sweep of 3-epoch trials whose learning rate is either good (3e-3) or hopeless (1e-7).
+
+    Returns its ``--json`` report, the environment and an MLflow client on its store.
+    """
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     env = {"HEIMDALL_TRACKING__URI": uri, "HEIMDALL_STORAGE__ARTIFACT_ROOT": str(tmp_path / "artifacts")}
-    config = tiny_config(tmp_path, trials=4, pruner="median", pruner_startup_trials=1, sampler_seed=13,
-                         space={"training.learning_rate": {"choice": [3e-3, 1e-7]}})
+    config = tiny_config(tmp_path, trials=trials, sampler_seed=13,
+                         space={"training.learning_rate": {"choice": [3e-3, 1e-7]}}, **sweep)
     data = yaml.safe_load(config.read_text())
     data["training"]["epochs"] = 3
     config.write_text(yaml.safe_dump(data))
-    w = spawn(["start", "-c", str(config), "--name", "prune", "--storage", f"sqlite:///{tmp_path / 'study.db'}",
+    w = spawn(["start", "-c", str(config), "--name", name, "--storage", f"sqlite:///{tmp_path / 'study.db'}",
                "--json"], env, tmp_path, "w")
     rc, out, err = w.wait()
     assert rc == 0, err
     r = report(out)
-    assert r["finished"] == 4 and r["pruned"] >= 1, r["trials"]
+    assert r["finished"] == trials and r["pruned"] >= 1 and r["complete"] >= 1, r["trials"]
     c = _client(uri)
     for trial in r["trials"]:
         run = c.get_run(trial["run_id"])
@@ -84,8 +86,15 @@ def test_median_pruner_stops_bad_trials_from_the_logged_val_loss(tmp_path):
         assert run.data.tags["heimdall.sweep.state"] == trial["state"]
         assert epochs == (3 if trial["state"] == "complete" else trial["epochs"])
         if trial["state"] == "pruned":
-            assert epochs < 3
             assert run.data.params["training.learning_rate"] == "1e-07"
+    return r, env, c
+
+
+@pytest.mark.slow
+def test_median_pruner_stops_bad_trials_from_the_logged_val_loss(tmp_path):
+    """A pruned trial stops early, counts as finished, its run ends FINISHED with heimdall.sweep.state=pruned."""
+    r, env, _ = _pruning_sweep(tmp_path, "prune", 4, pruner="median", pruner_startup_trials=1)
+    assert all(t["epochs"] < 3 for t in r["trials"] if t["state"] == "pruned"), r["trials"]
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     for command, expected in (("show", r["parent_run_id"]), ("best", r["best_run_id"])):
         q = spawn([command, "prune", "--storage", storage, "-q"], env, tmp_path, f"q-{command}")
@@ -96,27 +105,7 @@ def test_median_pruner_stops_bad_trials_from_the_logged_val_loss(tmp_path):
 @pytest.mark.slow
 def test_hyperband_prunes_from_the_logged_val_loss(tmp_path):
     """Hyperband (epochs as its resource): trials of a hopeless learning rate stop as pruned."""
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    env = {"HEIMDALL_TRACKING__URI": uri, "HEIMDALL_STORAGE__ARTIFACT_ROOT": str(tmp_path / "artifacts")}
-    config = tiny_config(tmp_path, trials=6, pruner="hyperband", sampler_seed=13,
-                         space={"training.learning_rate": {"choice": [3e-3, 1e-7]}})
-    data = yaml.safe_load(config.read_text())
-    data["training"]["epochs"] = 3
-    config.write_text(yaml.safe_dump(data))
-    w = spawn(["start", "-c", str(config), "--name", "hb", "--storage", f"sqlite:///{tmp_path / 'study.db'}",
-               "--json"], env, tmp_path, "w")
-    rc, out, err = w.wait()
-    assert rc == 0, err
-    r = report(out)
-    assert r["finished"] == 6 and r["pruned"] >= 1 and r["complete"] >= 1, r["trials"]
-    c = _client(uri)
-    for trial in r["trials"]:
-        run = c.get_run(trial["run_id"])
-        assert run.info.status == "FINISHED"
-        assert run.data.tags["heimdall.sweep.state"] == trial["state"]
-        if trial["state"] == "pruned":
-            assert run.data.params["training.learning_rate"] == "1e-07"
-            assert len(c.get_metric_history(trial["run_id"], "val/loss")) == trial["epochs"] <= 3
+    r, _, c = _pruning_sweep(tmp_path, "hb", 6, pruner="hyperband")
     best = c.get_run(r["best_run_id"])
     assert best.data.tags["heimdall.sweep.state"] == "complete"
     assert best.data.params["training.learning_rate"] == "0.003"
