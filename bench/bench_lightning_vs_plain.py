@@ -78,7 +78,7 @@ def plain_loop(settings: Any, steps: int, skip: int) -> tuple[c.StepTimes, list[
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer, shorter runs (about 1 min)")
-    parser.add_argument("--pairs", type=int, help="repetitions of each arm (default 5, quick 5)")
+    parser.add_argument("--pairs", type=int, help="repetitions of each arm (default 5)")
     parser.add_argument("--steps", type=int, help="optimizer steps per run (default 150, quick 60)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch intra-op threads (default 1: stable on a shared box; 0: torch's default)")

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
 START_TIMEOUT_S = 120.0
 RETRY_AFTER_S = 60.0
-_held: list[IO[str]] = []  # this process's shared hold on KEY.busy, released when it exits
+_held: dict[Path, IO[str]] = {}  # the flocks this process holds, by file; released when it exits
 
 
 class Paths:
@@ -111,7 +111,7 @@ def registry_writer(settings: Settings, timeout: float) -> RestReader | None:
 
 def _hold(paths: Paths) -> bool:
     """Take a shared hold on KEY.busy for the rest of this process (False: the server is stopping)."""
-    return bool(_held) or _take(paths.busy, fcntl.LOCK_SH)
+    return paths.busy in _held or _take(paths.busy, fcntl.LOCK_SH)
 
 
 def _take(path: Path, mode: int) -> bool:
@@ -122,7 +122,7 @@ def _take(path: Path, mode: int) -> bool:
     except BlockingIOError:
         handle.close()
         return False
-    _held.append(handle)
+    _held[path] = handle
     return True
 
 
