@@ -60,10 +60,11 @@ def rssi_multilateration(
     """[N, 2] (lat, lon) from per-receiver power estimates [N, S] (see the module docstring)."""
     power = np.asarray(power_db, dtype=np.float64)
     mask = np.asarray(rx_mask, dtype=bool)
-    heard = np.asarray(present, dtype=bool) & mask
-    missed = mask & ~heard
     thresholds = np.asarray(threshold_db, dtype=np.float64)
+    heard = np.asarray(present, dtype=bool) & mask & np.isfinite(power)
+    missed = mask & ~heard & np.isfinite(thresholds)  # no noise estimate (power-only receivers): not censored
     rx = np.asarray(rx_latlon, dtype=np.float64)
+    power = np.where(heard, power, 0.0)
     (lat0, lat1), (lon0, lon1) = world.lat_range, world.lon_range
     mid_lat = 0.5 * (lat0 + lat1)
     n_lat = max(2, int(np.ceil((lat1 - lat0) * _KM_PER_DEG / grid_km)) + 1)

@@ -109,6 +109,7 @@ class _Store:
         out[:, self.layout.spec] = spec.reshape(s, -1)
         out[:, self.layout.scalars] = self.small["scalars"][idx]
         out[:, self.layout.position] = self.small["rx_latlon"][idx]
+        out[:, self.layout.iq] = self.small["rx_iq"][idx]
         out[:, self.layout.mask] = self.small["rx_mask"][idx]
         return out
 
@@ -183,6 +184,12 @@ class Splits:
     def slots(self) -> int:
         return len(self.receivers)
 
+    @property
+    def extent_km(self) -> float:
+        """The scale of the area (km): the RMS distance of the train labels from the origin, at least 100 m."""
+        y = self.train.y_km * self.label_scale_m / 1000.0
+        return max(0.1, float(np.sqrt(np.mean(np.sum(y * y, axis=1))))) if len(y) else 100.0
+
 
 def split_indices(n: int, val_fraction: float, test_fraction: float, seed: int) -> tuple[NDArray[np.int64], ...]:
     """Deterministic (train, val, test) index arrays, each sorted; val and test get >= 1."""
@@ -195,24 +202,31 @@ def split_indices(n: int, val_fraction: float, test_fraction: float, seed: int) 
 
 
 def feature_stats(store: _Store, train_idx: NDArray[np.int64]) -> FeatureStats:
-    """Means and stds over the recorded slots of the given samples, accumulated in float64 chunks."""
+    """Means and stds over the recorded slots of the given samples, accumulated in float64 chunks.
+
+    Spectrogram statistics count the slots with IQ; each scalar's, the recorded slots where it is known.
+    """
     slots = store.small["rx_mask"].shape[1]
     count, s1, s2 = np.zeros(slots), np.zeros(slots), np.zeros(slots)
     for c in range(0, len(train_idx), _STATS_CHUNK):
         chunk = train_idx[c : c + _STATS_CHUNK]
         x = store.specs(chunk).astype(np.float64)
-        m = store.small["rx_mask"][chunk][..., None, None]
+        m = store.small["rx_iq"][chunk][..., None, None]
         cells = x.shape[2] * x.shape[3]
         count += m[..., 0, 0].sum(0) * cells
         s1 += (x * m).sum(axis=(0, 2, 3))
         s2 += (x * x * m).sum(axis=(0, 2, 3))
     spec_mean = s1 / np.maximum(count, 1)
-    spec_std = np.sqrt(np.maximum(s2 / np.maximum(count, 1) - spec_mean**2, 1e-6))
+    spec_std = np.where(count > 0, np.sqrt(np.maximum(s2 / np.maximum(count, 1) - spec_mean**2, 1e-6)), 1.0)
     mask = store.small["rx_mask"][train_idx]
     scalars = store.small["scalars"][train_idx][mask].astype(np.float64)  # [recorded slots, K]
     if len(scalars) == 0:
         raise ConfigError("The train split holds no recorded receiver.")
-    scalar_mean, scalar_std = scalars.mean(0), np.maximum(scalars.std(0), 1e-3)
+    known = np.isfinite(scalars)
+    count_k = np.maximum(known.sum(0), 1)
+    scalar_mean = np.where(known, scalars, 0.0).sum(0) / count_k
+    scalar_var = np.where(known, (scalars - scalar_mean) ** 2, 0.0).sum(0) / count_k
+    scalar_std = np.maximum(np.sqrt(scalar_var), 1e-3)
     present = SCALARS.index("present")
     scalar_mean[present], scalar_std[present] = 0.0, 1.0  # a flag stays a flag
     return FeatureStats(spec_mean.astype(np.float32), spec_std.astype(np.float32), scalar_mean.astype(np.float32),
@@ -269,6 +283,9 @@ def build_splits(data: DataSettings, storage: StorageSettings | None = None, *, 
         origin = (float(np.mean(world.lat_range)), float(np.mean(world.lon_range)))
     else:
         origin = network_centre(receivers)
+        if not np.isfinite(origin).all():  # no fixed receiver with a position: the labels' centre
+            lat0, lon0 = np.mean(store.small["tx_latlon"][train_idx], axis=0)
+            origin = (float(lat0), float(lon0))
     return Splits(
         train=RFDataset(store, train_idx, origin), val=RFDataset(store, val_idx, origin),
         test=RFDataset(store, test_idx, origin), stats=stats, identity=identity, receivers=receivers, world=world,

@@ -20,7 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from heimdall_cli.data.features import SCALARS, BadRecording, extract, params_dict
-from heimdall_cli.data.manifest import Manifest
+from heimdall_cli.data.manifest import POWER_FEATURES, Manifest
 from heimdall_cli.data.receivers import Receiver
 from heimdall_cli.data.samples import Samples
 from heimdall_cli.data.shards import DEFAULT_SHARD_SIZE, ShardWriter
@@ -32,15 +32,38 @@ if TYPE_CHECKING:
 
 @dataclass
 class Capture:
-    """One receiver's IQ of one transmission."""
+    """One receiver's recording of one transmission: its IQ, or (``iq`` None) its received power alone.
+
+    A power-only capture (a measurement without IQ, a row of a received-power table) carries
+    ``power_db`` and, where known, ``snr_db`` and ``offset_hz``; ``heard`` False is a receiver
+    that was listening and heard nothing (its power is ignored).
+    """
 
     station: str
     lat: float
     lon: float
     sample_rate_hz: float
     frequency_hz: float
-    iq: NDArray[Any]
+    iq: NDArray[Any] | None
     where: str  # the file or row, for messages
+    power_db: float = np.nan
+    snr_db: float = np.nan
+    offset_hz: float = np.nan
+    heard: bool = True
+
+    @property
+    def power_only(self) -> bool:
+        return self.iq is None
+
+
+def power_scalars(capture: Capture) -> NDArray[np.float32]:
+    """The :data:`SCALARS` row of a power-only capture: what it does not know is NaN."""
+    heard = bool(capture.heard)
+    power = capture.power_db if heard else np.nan
+    noise = power - capture.snr_db if heard and np.isfinite(capture.snr_db) else np.nan
+    values = {"power_db": power, "noise_db": noise, "snr_db": capture.snr_db if heard else np.nan,
+              "offset_hz": capture.offset_hz if heard else np.nan, "present": float(heard)}
+    return np.array([values[name] for name in SCALARS], np.float32)
 
 
 @dataclass
@@ -75,16 +98,25 @@ class ImportReport:
 
 
 def to_samples(units: list[tuple[Transmission, list[Capture]]], slots: tuple[Receiver, ...],
-               params: FeatureSettings) -> Samples:
-    """Extract every capture's features and place it in its station's slot."""
+               params: FeatureSettings | None) -> Samples:
+    """Extract every capture's features and place it in its station's slot.
+
+    ``params`` None: a received-power dataset (no spectrograms: 0 bands × 0 frames).
+    """
     index = {r.name: i for i, r in enumerate(slots)}
-    out = Samples.empty(len(units), len(slots), params.bands, params.frames, len(SCALARS))
+    bands, frames = (params.bands, params.frames) if params is not None else (0, 0)
+    out = Samples.empty(len(units), len(slots), bands, frames, len(SCALARS))
     out.rx_latlon[:] = [[r.lat, r.lon] for r in slots]
     for n, (unit, captures) in enumerate(units):
         for c in captures:
-            features = extract(c.iq, params, c.sample_rate_hz)
             s = index[c.station]
-            out.spectrograms[n, s], out.scalars[n, s] = features.spectrogram, features.scalars
+            if c.iq is None:
+                out.scalars[n, s] = power_scalars(c)
+            else:
+                assert params is not None  # checked(): a received-power dataset takes no IQ
+                features = extract(c.iq, params, c.sample_rate_hz)
+                out.spectrograms[n, s], out.scalars[n, s] = features.spectrogram, features.scalars
+                out.rx_iq[n, s] = True
             out.rx_latlon[n, s], out.rx_mask[n, s] = (c.lat, c.lon), True
         if unit.tx_latlon is not None:
             out.tx_latlon[n] = unit.tx_latlon
@@ -94,10 +126,17 @@ def to_samples(units: list[tuple[Transmission, list[Capture]]], slots: tuple[Rec
     return out
 
 
-def checked(capture: Capture, slots: dict[str, Receiver], params: FeatureSettings) -> Capture:
-    """The capture, or ConfigError naming it: unknown station, wrong dtype, NaN/Inf, rate mismatch, too short."""
+def checked(capture: Capture, slots: dict[str, Receiver], params: FeatureSettings | None) -> Capture:
+    """The capture, or ConfigError naming it: unknown station, wrong dtype, NaN/Inf, rate mismatch, too short;
+    for a power-only capture, a heard receiver without a finite power."""
     if capture.station not in slots:
         raise ConfigError(f"{capture.where}: station {capture.station!r} is not in the station table.")
+    if capture.iq is None:
+        if capture.heard and not np.isfinite(capture.power_db):
+            raise ConfigError(f"{capture.where}: no received power ({capture.power_db!r}).")
+        return capture
+    if params is None:
+        raise ConfigError(f"{capture.where}: holds IQ, but this is a received-power dataset (no feature extractor).")
     iq = np.asarray(capture.iq)
     if not np.iscomplexobj(iq):
         raise ConfigError(f"{capture.where}: IQ has dtype {iq.dtype}; expected complex64 or complex128.")
@@ -113,11 +152,16 @@ def checked(capture: Capture, slots: dict[str, Receiver], params: FeatureSetting
 
 
 def import_transmissions(units: Iterable[Transmission], out_dir: Path, *, slots: tuple[Receiver, ...],
-                         params: FeatureSettings, source: dict[str, Any], job: dict[str, Any], skip_bad: bool = False,
+                         params: FeatureSettings | None, source: dict[str, Any], job: dict[str, Any],
+                         skip_bad: bool = False,
                          overwrite: bool = False, shard_size: int = DEFAULT_SHARD_SIZE,
                          progress: Callable[[int], None] | None = None) -> tuple[Manifest, ImportReport]:
-    """Import ``units`` (in their fixed order) into the dataset folder ``out_dir``."""
-    features = params_dict(params)
+    """Import ``units`` (in their fixed order) into the dataset folder ``out_dir``.
+
+    ``params`` None: every capture is power-only and the dataset has no spectrograms
+    (its features are :data:`~heimdall_cli.data.manifest.POWER_FEATURES`).
+    """
+    features = params_dict(params) if params is not None else dict(POWER_FEATURES)
     writer = ShardWriter(out_dir, receivers=slots, features=features, source=source,
                          job={**job, "features": features, "skip_bad": skip_bad, "shard_size": shard_size},
                          shard_size=shard_size, overwrite=overwrite)
@@ -157,14 +201,14 @@ def import_transmissions(units: Iterable[Transmission], out_dir: Path, *, slots:
 
 
 def _add(writer: ShardWriter, batch: list[tuple[Transmission, list[Capture], int]], slots: tuple[Receiver, ...],
-         params: FeatureSettings, report: ImportReport) -> None:
+         params: FeatureSettings | None, report: ImportReport) -> None:
     writer.extra = {"report": report.to_json()}
     if batch:
         samples = to_samples([(u, c) for u, c, _ in batch], slots, params)
         writer.add(samples, [cursor for _, _, cursor in batch])
 
 
-def _load(unit: Transmission, slots: dict[str, Receiver], params: FeatureSettings, skip_bad: bool,
+def _load(unit: Transmission, slots: dict[str, Receiver], params: FeatureSettings | None, skip_bad: bool,
           report: ImportReport) -> list[Capture]:
     try:
         captures = unit.load()

@@ -36,6 +36,7 @@ READS = (1, 2)
 MANIFEST = "manifest.json"
 SHARD_NAME = re.compile(r"^shard-\d{5,}\.npz$")  # also keeps S3 manifests from naming ../ paths
 ANALYTIC_FEATURES = {"kind": "analytic-v1"}
+POWER_FEATURES = {"kind": "power"}  # received power (and SNR) per receiver, no spectrograms: 0 bands x 0 frames
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ completeness. The propagation model works on ground distance and ignores altitud
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -32,23 +33,34 @@ RECEIVERS: tuple[Receiver, ...] = (
 )
 
 
+def placed(receiver: Receiver) -> bool:
+    """Whether the receiver has a known fixed position (moving or unplaced ones have NaN)."""
+    return math.isfinite(receiver.lat) and math.isfinite(receiver.lon)
+
+
 def network_centre(receivers: tuple[Receiver, ...] = RECEIVERS) -> tuple[float, float]:
-    """(lat, lon) centroid of the stations: the origin of the local metric frame.
+    """(lat, lon) centroid of the placed stations: the origin of the local metric frame; NaN when none is placed.
 
     A plain mean of degrees is fine at this scale (the network spans < 2°).
     """
-    n = len(receivers)
-    return sum(r.lat for r in receivers) / n, sum(r.lon for r in receivers) / n
+    known = [r for r in receivers if placed(r)]
+    if not known:
+        return math.nan, math.nan
+    return sum(r.lat for r in known) / len(known), sum(r.lon for r in known) / len(known)
 
 
 NETWORK_CENTRE: tuple[float, float] = network_centre()
 
 
 def receivers_to_json(receivers: tuple[Receiver, ...] = RECEIVERS) -> list[dict[str, Any]]:
-    """The table as JSON-able rows (for manifests and MLflow)."""
-    return [asdict(r) for r in receivers]
+    """The table as JSON-able rows (for manifests and MLflow); an unknown position is null."""
+    return [{k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in asdict(r).items()}
+            for r in receivers]
 
 
 def receivers_from_json(rows: list[dict[str, Any]]) -> tuple[Receiver, ...]:
     """Inverse of :func:`receivers_to_json`."""
-    return tuple(Receiver(str(r["name"]), float(r["lat"]), float(r["lon"]), float(r["alt_m"])) for r in rows)
+    def number(value: Any) -> float:
+        return math.nan if value is None else float(value)
+
+    return tuple(Receiver(str(r["name"]), number(r["lat"]), number(r["lon"]), number(r["alt_m"])) for r in rows)

@@ -3,8 +3,11 @@
 One transmission is what up to S receivers (the dataset's station slots) heard of it:
 per slot the extractor's spectrogram and scalars, the receiver's position, and whether
 the slot holds a recording at all (``rx_mask``: an off or missing station is False; a
-deaf one is True with ``present`` 0). The label is the transmitter position, NaN for
-unlabelled samples (prediction only), with its own uncertainty.
+deaf one is True with ``present`` 0). A receiver known only by its received power (a
+measurement without IQ, a row of a received-power table) has ``rx_iq`` False: its
+spectrogram is the floor, and the scalars it lacks (noise, SNR, offset) are NaN. The
+label is the transmitter position, NaN for unlabelled samples (prediction only), with
+its own uncertainty.
 """
 
 from __future__ import annotations
@@ -29,6 +32,11 @@ class Samples:
     label_sigma_m: NDArray[np.float32]  # [N] the label's own uncertainty (0: exact)
     frequency_hz: NDArray[np.float64]  # [N]
     tx_power_dbm: NDArray[np.float32]  # [N], NaN: unknown
+    rx_iq: NDArray[np.bool_] | None = None  # [N, S] the slot's features come from IQ; None: wherever recorded
+
+    def __post_init__(self) -> None:
+        if self.rx_iq is None:
+            self.rx_iq = self.rx_mask.copy()
 
     def __len__(self) -> int:
         return len(self.tx_latlon)
@@ -52,6 +60,7 @@ class Samples:
             np.zeros((n,), np.float32),
             np.zeros((n,), np.float64),
             np.full((n,), np.nan, np.float32),
+            np.zeros((n, slots), np.bool_),
         )
 
     def take(self, index: NDArray[np.int64] | slice) -> Samples:

@@ -37,6 +37,7 @@ from heimdall_cli.errors import ConfigError
 DEFAULT_SHARD_SIZE = 4096
 STATE = ".write-state.json"
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+OPTIONAL_FIELDS = ("rx_iq",)  # absent from shards written before it existed: derived from rx_mask
 _V1_FIELDS = ("spectrograms", "rx_power_dbm", "tx_latlon", "heard", "tx_power_dbm")
 
 
@@ -173,7 +174,7 @@ def read_shard(path: Path) -> Samples:
     """One version-2 shard, in memory."""
     try:
         with np.load(path, allow_pickle=False) as z:
-            return Samples(**{k: z[k] for k in Samples.fields()})
+            return Samples(**{k: z[k] for k in Samples.fields() if k in z or k not in OPTIONAL_FIELDS})
     except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
         raise ConfigError(f"{path}: malformed shard ({e}).") from None
 
@@ -220,7 +221,7 @@ class ShardReader:
             try:
                 with np.load(path, allow_pickle=False) as z:
                     for k in parts:
-                        parts[k].append(z[k])
+                        parts[k].append(z[k] if k in z or k not in OPTIONAL_FIELDS else z["rx_mask"])
             except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
                 raise ConfigError(f"{path}: malformed shard ({e}).") from None
         small = {k: np.concatenate(v) for k, v in parts.items()}
@@ -266,6 +267,8 @@ def _memmap_member(path: Path, member: str) -> NDArray[Any]:
             read_header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
             shape, fortran, dtype = read_header[version](fh)
             offset = fh.tell()
+        if 0 in shape:  # a received-power dataset's spectrograms: nothing to map
+            return np.zeros(shape, dtype)
         return np.memmap(path, dtype=dtype, mode="r", shape=shape, offset=offset, order="F" if fortran else "C")
     except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
         raise ConfigError(f"{path}: malformed shard ({e}).") from None

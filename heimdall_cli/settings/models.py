@@ -162,6 +162,11 @@ class TrainingSettings(Section):
     pretrained: bool = Field(True, description="Start from pretrained weights.")
     pretrained_path: Path | None = Field(None, description="Local pretrained weights file (offline boxes).")
     freeze_backbone: bool = Field(False, description="Train only the head.")
+    architecture: Literal["set", "slots"] = Field(
+        "set", description="set: the receivers as a set, each with its features and position (any number, moving "
+        "or new receivers; the backbone encodes each receiver's spectrogram); slots: one backbone image channel per "
+        "station of the training data.",
+    )
     learning_rate: float = Field(1e-3, gt=0, description="Peak learning rate (AdamW).")
     weight_decay: float = Field(0.05, ge=0, description="AdamW weight decay.")
     warmup_fraction: float = Field(0.05, ge=0, lt=1, description="Share of steps spent in linear warmup.")

@@ -19,8 +19,8 @@ def evaluate(prep: Prepared) -> tuple[dict[str, float], str | None]:
 
     Returns the test metrics (as logged) and the logged model's ``runs:/`` URI (None when untracked).
     """
-    from heimdall_cli.data.baselines import errors_m
-    from heimdall_cli.data.reference import reference_estimates
+    from heimdall_cli.data.baselines import errors_m, summary
+    from heimdall_cli.data.reference import reference_estimates, skipped
 
     parts, splits = prep.parts, prep.splits
     trainer = parts.trainer
@@ -33,10 +33,15 @@ def evaluate(prep: Prepared) -> tuple[dict[str, float], str | None]:
     pred_latlon = _predict_latlon(prep, prep.loaders["test"])
     synthetic = splits.world is not None
     references = reference_estimates(splits.test, splits.world or prep.settings.data.world, splits.features,
-                                     prep.settings.data.features, synthetic=synthetic)
+                                     prep.settings.data.features, synthetic=synthetic, train=splits.train,
+                                     val=splits.val)
+    for reason in skipped(splits.test):
+        prep.view.message(f"Baselines skipped: {reason}.")
+        if prep.tracker is not None:
+            prep.tracker.set_tags({"baselines_skipped": reason})
     true = splits.test.tx_latlon
-    extra = {f"test/baseline_{name}_error_m_p50": float(np.median(errors_m(pred, true)))
-             for name, pred in references.items()}
+    extra = {f"test/baseline_{name}_error_m_{stat}": value for name, pred in references.items()
+             for stat, value in summary(errors_m(pred, true)).items() if stat != "p68"}
     extra.update(_sim_to_real(prep, float(np.median(errors_m(pred_latlon, true)))))
     parts.logger.log_metrics(extra, step=trainer.global_step)
     test.update(extra)
@@ -80,6 +85,7 @@ def _sim_to_real(prep: Prepared, test_p50: float) -> dict[str, float]:
 
 def _log_plots(prep: Prepared, pred_latlon: np.ndarray, baselines: dict[str, np.ndarray]) -> None:
     from heimdall_cli.data.baselines import errors_m
+    from heimdall_cli.data.receivers import placed
     from heimdall_cli.training.plots import error_cdf, prediction_map
 
     true = prep.splits.test.tx_latlon
@@ -87,7 +93,7 @@ def _log_plots(prep: Prepared, pred_latlon: np.ndarray, baselines: dict[str, np.
     folder.mkdir(parents=True, exist_ok=True)
     curves = {"model": errors_m(pred_latlon, true)}
     curves.update({f"{k} baseline": errors_m(v, true) for k, v in baselines.items()})
-    receivers = [(r.name, r.lat, r.lon) for r in prep.splits.receivers if r.lat or r.lon]
+    receivers = [(r.name, r.lat, r.lon) for r in prep.splits.receivers if placed(r) and (r.lat or r.lon)]
     for path in (error_cdf(curves, folder / "error_cdf.png"),
                  prediction_map(true, pred_latlon, receivers, folder / "prediction_map.png")):
         prep.parts.uploader.upload(path, "plots")
@@ -96,6 +102,7 @@ def _log_plots(prep: Prepared, pred_latlon: np.ndarray, baselines: dict[str, np.
 def _log_model(prep: Prepared) -> str:
     import torch
 
+    from heimdall_cli.data.packing import TAIL
     from heimdall_cli.data.receivers import receivers_to_json
     from heimdall_cli.export.interface import INPUT_LAYOUT, OUTPUT_COLUMNS
     from heimdall_cli.tracking.models import save_pytorch_model
@@ -111,6 +118,7 @@ def _log_model(prep: Prepared) -> str:
     save_pytorch_model(deployed, folder, input_example=raw, metadata={
         "outputs": list(OUTPUT_COLUMNS), "input": INPUT_LAYOUT, "receivers": receivers_to_json(splits.receivers),
         "slots": splits.slots, "bands": splits.layout.bands, "frames": splits.layout.frames,
+        "input_tail": TAIL, "architecture": prep.settings.training.architecture,
         "features": splits.features, "origin": list(splits.origin)})
     # Through the upload queue, like checkpoints: it waits out an outage instead of failing the run.
     prep.parts.uploader.upload(folder, "model", snapshot=False)

@@ -1,7 +1,11 @@
-"""The localization model: a timm backbone over the receivers' spectrograms plus a Gaussian head.
+"""The localization model: receivers in, the transmitter's position and a Gaussian uncertainty out.
 
-Receiver slots are the image channels of the backbone; their scalars, positions and
-masks enter through a side network (:class:`LocalizationNet`). The head predicts the
+Two networks read the same packed input (:mod:`heimdall_cli.data.packing`):
+``architecture="set"`` (:class:`~heimdall_cli.training.set_net.SetLocalizationNet`) takes
+the receivers as a set, each with its features and position; ``"slots"``
+(:class:`LocalizationNet`) gives every station of the training data a fixed slot: the
+slots are the image channels of the backbone, and their scalars, positions and masks
+enter through a side network. The head predicts the
 transmitter's position in the local east/north frame (km from the network centre) and a
 per-axis σ (softplus, km); the loss is the Gaussian negative log-likelihood (with the
 label's own uncertainty added to σ). Validation and test report errors in metres
@@ -20,6 +24,7 @@ import torch
 from torch import nn
 
 from heimdall_cli.data.features import SCALARS
+from heimdall_cli.data.packing import LEGACY_TAIL, TAIL
 from heimdall_cli.data.receivers import NETWORK_CENTRE
 from heimdall_cli.training.backbone import create_backbone
 from heimdall_cli.training.projection import to_local_m
@@ -40,9 +45,11 @@ class LocalizationNet(nn.Module):
     train split's statistics, so the module takes the raw packed features.
     """
 
-    def __init__(self, backbone: nn.Module, slots: int, bands: int, frames: int, origin: tuple[float, float],
-                 stats: dict[str, list[float]] | None = None, hidden: int = 256, side: int = 128) -> None:
+    def __init__(self, backbone: nn.Module | None, slots: int, bands: int, frames: int, origin: tuple[float, float],
+                 stats: dict[str, list[float]] | None = None, hidden: int = 256, side: int = 128,
+                 extent_km: float = 100.0) -> None:
         super().__init__()
+        self.extent_km = float(extent_km)
         self.backbone = backbone
         self.slots, self.bands, self.frames = slots, bands, frames
         self.phi0, self.lam0 = math.radians(origin[0]), math.radians(origin[1])
@@ -53,27 +60,37 @@ class LocalizationNet(nn.Module):
         self.register_buffer("spec_inv_std", 1.0 / spec_std)
         self.register_buffer("scalar_mean", torch.tensor(stats["scalar_mean"], dtype=torch.float32))
         self.register_buffer("scalar_inv_std", 1.0 / torch.tensor(stats["scalar_std"], dtype=torch.float32))
-        features = int(getattr(backbone, "num_features", 0)
-                       or backbone(torch.zeros(1, slots, bands, frames)).shape[-1])
-        self.side = nn.Sequential(nn.Linear(slots * (N_SCALARS + 3), side), nn.GELU(), nn.Linear(side, side), nn.GELU())
+        features = 0 if backbone is None else int(getattr(backbone, "num_features", 0)
+                                                  or backbone(torch.zeros(1, slots, bands, frames)).shape[-1])
+        self.tail = TAIL  # models pickled before the IQ column read LEGACY_TAIL (no attribute)
+        self.side = nn.Sequential(nn.Linear(slots * (N_SCALARS + 4), side), nn.GELU(), nn.Linear(side, side), nn.GELU())
         self.head = nn.Sequential(
             nn.Linear(features + side, hidden), nn.GELU(), nn.Dropout(0.1), nn.Linear(hidden, 4)
         )
 
     def forward(self, receivers: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         cells = self.bands * self.frames
+        legacy = getattr(self, "tail", LEGACY_TAIL) == LEGACY_TAIL
         mask = receivers[..., -1:]  # [B, S, 1]
+        iq = mask if legacy else receivers[..., -2:-1] * mask
         # flatten/unflatten, not reshape with the batch size: the traced ONNX graph keeps the batch dynamic
         spec = receivers[..., :cells].unflatten(-1, (self.bands, self.frames))
-        spec = (spec - self.spec_mean) * self.spec_inv_std * mask[..., None]
-        scalars = (receivers[..., cells : cells + N_SCALARS] - self.scalar_mean) * self.scalar_inv_std
-        east, north = to_local_m(receivers[..., cells + N_SCALARS], receivers[..., cells + N_SCALARS + 1],
-                                 self.phi0, self.lam0)
-        position = torch.stack([east, north], dim=-1).to(receivers.dtype) / POSITION_SCALE_M
-        side = torch.cat([scalars, position, torch.ones_like(mask)], dim=-1) * mask
-        out = self.head(torch.cat([self.backbone(spec), self.side(side.flatten(1))], dim=-1))
-        mu = out[:, :2] * 100.0  # km: targets span about ±150 km
-        sigma = nn.functional.softplus(out[:, 2:]) * 50.0 + MIN_SIGMA_KM
+        spec = (spec - self.spec_mean) * self.spec_inv_std * iq[..., None]
+        raw = receivers[..., cells : cells + N_SCALARS]
+        scalars = torch.where(torch.isfinite(raw), (raw - self.scalar_mean) * self.scalar_inv_std, torch.zeros_like(raw))
+        lat, lon = receivers[..., cells + N_SCALARS], receivers[..., cells + N_SCALARS + 1]
+        placed = torch.isfinite(lat) & torch.isfinite(lon)
+        east, north = to_local_m(torch.where(placed, lat, torch.zeros_like(lat)),
+                                 torch.where(placed, lon, torch.zeros_like(lon)), self.phi0, self.lam0)
+        position = torch.stack([east, north], dim=-1).to(receivers.dtype) / POSITION_SCALE_M * placed[..., None]
+        flags = [torch.ones_like(mask)] if legacy else [iq, torch.ones_like(mask)]
+        side = torch.cat([scalars, position, *flags], dim=-1) * mask
+        parts = [self.side(side.flatten(1))] if self.backbone is None else [self.backbone(spec),
+                                                                            self.side(side.flatten(1))]
+        out = self.head(torch.cat(parts, dim=-1))
+        scale = getattr(self, "extent_km", 100.0)  # km: the data's extent (models pickled before it: 100)
+        mu = out[:, :2] * scale
+        sigma = nn.functional.softplus(out[:, 2:]) * (scale / 2.0) + MIN_SIGMA_KM
         return mu, sigma
 
 
@@ -113,14 +130,26 @@ class LocalizationLitModule(L.LightningModule):
         weight_decay: float = 0.05,
         warmup_fraction: float = 0.05,
         head_hidden: int = 256,
+        architecture: str = "slots",
+        extent_km: float = 100.0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        net = create_backbone(backbone, slots, pretrained=pretrained,
-                              pretrained_path=Path(pretrained_path) if pretrained_path else None)
-        self.net = LocalizationNet(net, slots, bands, frames, tuple(origin), stats, head_hidden)
+        weights = Path(pretrained_path) if pretrained_path else None
+        if architecture == "set":
+            from heimdall_cli.training.set_net import SetLocalizationNet
+
+            encoder = create_backbone(backbone, 1, pretrained=pretrained, pretrained_path=weights) \
+                if bands * frames > 0 else None
+            self.net: nn.Module = SetLocalizationNet(encoder, bands, frames, tuple(origin), stats, extent_km,
+                                                     hidden=head_hidden)
+        else:
+            net = create_backbone(backbone, slots, pretrained=pretrained, pretrained_path=weights) \
+                if bands * frames > 0 else None
+            self.net = LocalizationNet(net, slots, bands, frames, tuple(origin), stats, head_hidden,
+                                       extent_km=extent_km)
         self.origin = tuple(origin)
-        if freeze_backbone:
+        if freeze_backbone and self.net.backbone is not None:
             for p in self.net.backbone.parameters():
                 p.requires_grad_(False)
         self._outputs: dict[str, list[dict[str, torch.Tensor]]] = {"val": [], "test": []}

@@ -121,7 +121,7 @@ def build_model(settings: Settings, splits: Splits | None = None) -> Localizatio
     t = settings.training
     if splits is not None:
         shape = {"slots": splits.slots, "bands": splits.layout.bands, "frames": splits.layout.frames,
-                 "origin": splits.origin, "stats": splits.stats.to_json()}
+                 "origin": splits.origin, "stats": splits.stats.to_json(), "extent_km": splits.extent_km}
     else:  # what the settings' synthetic world would give
         from heimdall_cli.data.receivers import NETWORK_CENTRE
         from heimdall_cli.data.synth import slots
@@ -137,6 +137,7 @@ def build_model(settings: Settings, splits: Splits | None = None) -> Localizatio
         learning_rate=t.learning_rate,
         weight_decay=t.weight_decay,
         warmup_fraction=t.warmup_fraction,
+        architecture=t.architecture,
         **shape,
     )
 
@@ -144,6 +145,8 @@ def build_model(settings: Settings, splits: Splits | None = None) -> Localizatio
 def model_summary(settings: Settings) -> dict[str, Any]:
     """What ``--dry-run`` shows about the model (built without loading weights or data)."""
     from lightning.pytorch.utilities.model_summary import ModelSummary
+
+    from heimdall_cli.data.packing import TAIL
 
     from heimdall_cli.training.backbone import resolve_name
 
@@ -154,11 +157,13 @@ def model_summary(settings: Settings) -> dict[str, Any]:
     if t.pretrained:
         weights = f"pretrained from {t.pretrained_path}" if t.pretrained_path else "pretrained (Hugging Face hub)"
     net = model.net
+    receivers = "any number of receivers" if t.architecture == "set" else f"{net.slots} receiver slots"
     return {
+        "architecture": t.architecture,
         "backbone": resolve_name(t.backbone),
         "weights": weights,
         "frozen backbone": t.freeze_backbone,
-        "input": f"[batch, {net.slots} receiver slots, {net.bands} bands x {net.frames} frames + 8 scalars]",
+        "input": f"[batch, {receivers}, {net.bands} bands x {net.frames} frames + {TAIL} values]",
         "output": "east/north (km) and per-axis sigma (km); logged model outputs lat, lon, sigma_m",
         "parameters": summary.total_parameters,
         "trainable parameters": summary.trainable_parameters,
