@@ -15,7 +15,8 @@ if TYPE_CHECKING:
     from heimdall_cli.data.manifest import Manifest
 
 app = typer.Typer(help="Make, import and inspect datasets (sharded format with a manifest).", no_args_is_help=True)
-import_app = typer.Typer(help="Import recorded transmissions: SigMF collections, or Heimdall's acquisition store.",
+import_app = typer.Typer(help="Import recorded transmissions: SigMF collections, Heimdall's acquisition store, or "
+                         "received-power tables (CSV, Parquet).",
                          no_args_is_help=True)
 app.add_typer(import_app, name="import")
 
@@ -156,6 +157,9 @@ def import_acquisition(
                                                      "(e.g. completed).")] = None,
     iq_bucket: Annotated[str, typer.Option(help="Bucket of the IQ chunks (storage settings reach it).")]
     = "heimdall-raw-iq",
+    require_iq: Annotated[bool, typer.Option("--require-iq", help="A measurement without IQ (no iq_data_location, "
+                                             "or its file missing) is an error (exit 2) instead of a power-only "
+                                             "receiver.")] = False,
     skip_bad: SkipBadOpt = False,
     shard_size: ShardOpt = 4096,
     overwrite: OverwriteOpt = False,
@@ -168,7 +172,10 @@ def import_acquisition(
     Reads heimdall.websdr_stations, recording_sessions, known_sources and measurements
     (read only) and the np.save IQ chunks from the IQ bucket with the storage settings.
     Sessions of a known source are labelled (its error margin kept); others are kept
-    unlabelled, for heimdall predict. A cut-off import resumes (the same command).
+    unlabelled, for heimdall predict. A measurement without IQ (no iq_data_location, or
+    its file missing) is read as power only (signal_strength_db, snr_db,
+    frequency_offset_hz) and counted; --require-iq makes it an error. A cut-off import
+    resumes (the same command).
 
     Examples:
 
@@ -184,8 +191,10 @@ def import_acquisition(
     settings = settings_for(config)
     selection = Selection(session or [], since, until, status or [])
     source = open_source(from_db, selection, settings.storage, bucket=iq_bucket,
-                         timeout_s=settings.tracking.query_timeout_s)
+                         timeout_s=settings.tracking.query_timeout_s, require_iq=require_iq)
     job = {"kind": "acquisition", "database": source.uri, "selection": selection.to_json(), "iq_bucket": iq_bucket}
+    if require_iq:  # only when given: imports started without the flag resume as before
+        job["require_iq"] = True
     with local_target(out, settings.storage) as folder:
         manifest, report = import_transmissions(
             source.units, folder, slots=source.stations, params=settings.data.features,
@@ -229,3 +238,153 @@ def _render(data: Any, rows: list[tuple[str, Any]], json_out: bool, quiet: bool,
         console.print(table("Dataset", ["", "value"], rows))
 
     make_output(json_out, quiet).result(data, human=human, bare=bare)
+
+
+# The options of `data import table`, reusable by any command that reads a received-power table
+# (with table_spec below): the column mapping sits in its own --help panel.
+_PANEL = "Table columns"
+TableLayoutOpt = Annotated[str, typer.Option(help="wide: a row per transmission, a column per receiver; long: a row "
+                                             "per (transmission, receiver).")]
+TableReceiversOpt = Annotated[Path | None, typer.Option(
+    "--receivers", help="Fixed receivers' positions: CSV (name, lat, lon[, alt_m]) or JSON / Python literal "
+    "({name: [lat, lon] | null} or a list of {name, lat, lon, alt_m}); null: unknown. Without it every fixed "
+    "position is unknown.", show_default=False)]
+TxLatOpt = Annotated[str | None, typer.Option(help="Column of the transmitter's latitude (empty: unlabelled).",
+                                              rich_help_panel=_PANEL, show_default=False)]
+TxLonOpt = Annotated[str | None, typer.Option(help="Column of the transmitter's longitude.", rich_help_panel=_PANEL,
+                                              show_default=False)]
+TimeColumnOpt = Annotated[str | None, typer.Option("--time", help="Column of the transmission's time (ISO 8601 or "
+                                                   "seconds).", rich_help_panel=_PANEL, show_default=False)]
+PowerColumnOpt = Annotated[str | None, typer.Option(
+    "--power", help="wide: pattern of the fixed receivers' power columns, {name} the receiver (default {name}: every "
+    "column no other option names); long: the power column (default power).", rich_help_panel=_PANEL,
+    show_default=False)]
+SnrColumnOpt = Annotated[str | None, typer.Option("--snr", help="wide: pattern of SNR columns ({name}_snr); long: "
+                                                  "the SNR column.", rich_help_panel=_PANEL, show_default=False)]
+MovingOpt = Annotated[list[str] | None, typer.Option(
+    "--moving", help="wide: moving receivers, 'POWER,LAT,LON[,SNR]' column patterns with {name} "
+    "('{name}_rss,{name}_x,{name}_y'), or one as 'NAME=POWER,LAT,LON'; repeatable.", rich_help_panel=_PANEL,
+    show_default=False)]
+IgnoreColumnOpt = Annotated[list[str] | None, typer.Option("--ignore", help="wide: a column that is not a receiver; "
+                                                           "repeatable.", rich_help_panel=_PANEL, show_default=False)]
+IdColumnOpt = Annotated[str | None, typer.Option("--id", help="long: the transmission id column (default id); rows "
+                                                 "with one id are one transmission.", rich_help_panel=_PANEL,
+                                                 show_default=False)]
+ReceiverColumnOpt = Annotated[str | None, typer.Option("--receiver", help="long: the receiver name column (default "
+                                                       "receiver).", rich_help_panel=_PANEL, show_default=False)]
+RxLatOpt = Annotated[str | None, typer.Option(help="long: column of the receiver's latitude on the row (moving "
+                                              "receivers; empty: the receivers file's).", rich_help_panel=_PANEL,
+                                              show_default=False)]
+RxLonOpt = Annotated[str | None, typer.Option(help="long: column of the receiver's longitude on the row.",
+                                              rich_help_panel=_PANEL, show_default=False)]
+NotHeardOpt = Annotated[float | None, typer.Option(help="The power value meaning 'listened, heard nothing' (e.g. "
+                                                   "-101); an empty cell means not recorded.", show_default=False)]
+NoPositionOpt = Annotated[list[float] | None, typer.Option(
+    "--no-position", help="A moving receiver's coordinate value meaning 'position unknown' (e.g. -1); repeatable.",
+    show_default=False)]
+FrequencyOpt = Annotated[float | None, typer.Option(help="The transmissions' frequency (Hz).", show_default=False)]
+TxSigmaOpt = Annotated[float, typer.Option(min=0.0, help="The labels' own uncertainty (m).")]
+TableFormatOpt = Annotated[str, typer.Option("--format", help="auto (by the file's suffix), csv or parquet.")]
+
+
+def table_spec(path: Path, **options: Any) -> Any:
+    """The :class:`~heimdall_cli.data.tables.TableSpec` of the table options (keyword names as in import_table)."""
+    from heimdall_cli.data.tables import TableSpec
+
+    lists = {"no_position", "moving", "ignore"}
+    renamed = {"receivers": "receivers_file", "id_column": "id"}
+    return TableSpec(path=path, **{renamed.get(k, k): tuple(v or ()) if k in lists else v
+                                   for k, v in options.items()})
+
+
+@import_app.command("table")
+def import_table(
+    path: Annotated[Path, typer.Argument(help="The table: .csv, .tsv or .parquet.", show_default=False)],
+    out: OutOpt,
+    layout: TableLayoutOpt = "wide",
+    receivers: TableReceiversOpt = None,
+    tx_lat: TxLatOpt = None,
+    tx_lon: TxLonOpt = None,
+    time: TimeColumnOpt = None,
+    power: PowerColumnOpt = None,
+    snr: SnrColumnOpt = None,
+    moving: MovingOpt = None,
+    ignore: IgnoreColumnOpt = None,
+    id_column: IdColumnOpt = None,
+    receiver: ReceiverColumnOpt = None,
+    rx_lat: RxLatOpt = None,
+    rx_lon: RxLonOpt = None,
+    not_heard: NotHeardOpt = None,
+    no_position: NoPositionOpt = None,
+    frequency_hz: FrequencyOpt = None,
+    tx_sigma_m: TxSigmaOpt = 0.0,
+    limit: Annotated[int | None, typer.Option("--limit", "-l", min=1, help="Only the first N transmissions.",
+                                              show_default=False)] = None,
+    fmt: TableFormatOpt = "auto",
+    skip_bad: SkipBadOpt = False,
+    shard_size: ShardOpt = 4096,
+    overwrite: OverwriteOpt = False,
+    config: ConfigOpt = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Import a received-power table (CSV or Parquet): a received-power dataset (no spectrograms).
+
+    Every problem names FILE:LINE and exits 2 (--skip-bad: left out and counted). A cut-off
+    import resumes (the same command). Unknown receiver positions are NaN (README
+    "Importing received-power tables").
+
+    Examples (README "Importing received-power tables" imports the POWDER dataset):
+
+      heimdall data import table rss.csv --receivers rx.csv --tx-lat lat --tx-lon lon --not-heard -101 --out data/rss
+
+      heimdall data import table rss.csv --moving '{name}_rss,{name}_x,{name}_y' --no-position -1 --out data/rss
+
+      heimdall data import table rss.parquet --layout long --id tx --receiver rx --power rssi --out data/field
+    """
+    from heimdall_cli.cli.common import make_output, settings_for
+    from heimdall_cli.data.importing import import_transmissions
+    from heimdall_cli.data.store import local_target
+    from heimdall_cli.data.tables import read_table
+
+    settings = settings_for(config)
+    spec = table_spec(path, layout=layout, fmt=fmt, receivers=receivers, tx_lat=tx_lat, tx_lon=tx_lon, time=time,
+                      not_heard=not_heard, no_position=no_position, power=power, snr=snr, moving=moving,
+                      ignore=ignore, id_column=id_column, receiver=receiver, rx_lat=rx_lat, rx_lon=rx_lon,
+                      frequency_hz=frequency_hz, tx_sigma_m=tx_sigma_m, limit=limit)
+    tab = read_table(spec)
+    output = make_output(json_out, quiet)
+    total = len(tab.units)
+    output.info(f"{path}: {total} transmissions, {len(tab.receivers)} receivers ({len(tab.moving)} moving)")
+
+    def progress(n: int) -> None:
+        if n % 1000 == 0 or n == total:
+            output.info(f"  {n}/{total} transmissions")
+
+    with local_target(out, settings.storage) as folder:
+        manifest, report = import_transmissions(
+            tab.units, folder, slots=tab.receivers, params=None, source=tab.source, job=tab.job, skip_bad=skip_bad,
+            overwrite=overwrite, shard_size=shard_size, progress=progress)
+    data = _finite({"location": out, "manifest": manifest.to_json(), "import": report.to_json(),
+                    "moving": tab.moving, "unknown_positions": tab.unknown_positions})
+    rows: list[tuple[str, Any]] = [
+        ("location", out), ("samples", manifest.samples), ("labelled", report.labelled),
+        ("receivers", f"{len(tab.receivers)}: " + ", ".join(r.name for r in manifest.receivers)),
+        ("moving", ", ".join(tab.moving) or None),
+        ("position unknown", ", ".join(n for n in tab.unknown_positions if n not in tab.moving) or None),
+        ("skipped transmissions", report.skipped_transmissions), ("skipped recordings", report.skipped_recordings),
+        ("resumed after", f"{report.resumed_samples} samples" if report.resumed_samples else None),
+        ("content hash", manifest.content_hash)]
+    rows += [(f"skipped: {reason}", n) for reason, n in report.problems.items()]
+    _render(data, rows, json_out, quiet, out)
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with NaN/Inf floats as None: --json prints standard JSON (unknown positions are NaN)."""
+    if isinstance(value, float):
+        return value if value == value and abs(value) != float("inf") else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value

@@ -64,7 +64,7 @@ def rssi_multilateration(
     heard = np.asarray(present, dtype=bool) & mask & np.isfinite(power)
     missed = mask & ~heard & np.isfinite(thresholds)  # no noise estimate (power-only receivers): not censored
     rx = np.asarray(rx_latlon, dtype=np.float64)
-    power = np.where(heard, power, 0.0)
+    power, thresholds = np.where(heard, power, 0.0), np.where(missed, thresholds, 0.0)  # no NaN into the sums
     (lat0, lat1), (lon0, lon1) = world.lat_range, world.lon_range
     mid_lat = 0.5 * (lat0 + lat1)
     n_lat = max(2, int(np.ceil((lat1 - lat0) * _KM_PER_DEG / grid_km)) + 1)

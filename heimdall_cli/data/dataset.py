@@ -191,6 +191,35 @@ class Splits:
         return max(0.1, float(np.sqrt(np.mean(np.sum(y * y, axis=1))))) if len(y) else 100.0
 
 
+def spatial_split_indices(latlon: NDArray[np.float64], val_fraction: float, test_fraction: float, seed: int,
+                          cell_m: float) -> tuple[NDArray[np.int64], ...]:
+    """Deterministic (train, val, test) index arrays of whole cells: square cells of side ``cell_m`` (east/north of
+    the labels' centre) are drawn at random until validation, then test, hold their share of samples."""
+    centre = (float(np.mean(latlon[:, 0])), float(np.mean(latlon[:, 1])))
+    east, north = to_local_m(latlon[:, 0], latlon[:, 1], centre)
+    cells = np.stack([np.floor(east / cell_m), np.floor(north / cell_m)], axis=1).astype(np.int64)
+    keys, cell_of = np.unique(cells, axis=0, return_inverse=True)
+    cell_of = cell_of.reshape(-1)
+    if len(keys) < 3:
+        raise ConfigError(f"A spatial split needs at least 3 cells; the labels fill {len(keys)} of "
+                          f"{cell_m:g} m.", "Lower data.split_cell_m.")
+    counts = np.bincount(cell_of, minlength=len(keys))
+    order = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(_SPLIT_STREAM,))).permutation(len(keys))
+    role = np.zeros(len(keys), np.int64)  # 0 train, 1 val, 2 test
+    goals = {2: test_fraction * len(latlon), 1: val_fraction * len(latlon)}
+    filled = {1: 0, 2: 0}
+    for cell in order:
+        for r in (2, 1):
+            if filled[r] < goals[r]:
+                role[cell], filled[r] = r, filled[r] + counts[cell]
+                break
+    sample_role = role[cell_of]
+    train, val, test = (np.flatnonzero(sample_role == r) for r in (0, 1, 2))
+    if not len(train) or not len(val) or not len(test):
+        raise ConfigError(f"The spatial split of {len(latlon)} samples left a split empty.", "Lower data.split_cell_m.")
+    return train, val, test
+
+
 def split_indices(n: int, val_fraction: float, test_fraction: float, seed: int) -> tuple[NDArray[np.int64], ...]:
     """Deterministic (train, val, test) index arrays, each sorted; val and test get >= 1."""
     n_val, n_test = max(1, round(n * val_fraction)), max(1, round(n * test_fraction))
@@ -276,8 +305,12 @@ def build_splits(data: DataSettings, storage: StorageSettings | None = None, *, 
         receivers, world, features = m.receivers, m.world, m.features
         identity = DatasetIdentity(reader.name, m.content_hash, data.source, "shards", m.samples)
     labelled = np.flatnonzero(np.isfinite(store.small["tx_latlon"]).all(axis=1))
-    train_idx, val_idx, test_idx = (labelled[i] for i in
-                                    split_indices(len(labelled), data.val_fraction, data.test_fraction, data.seed))
+    if data.split == "spatial":
+        parts = spatial_split_indices(store.small["tx_latlon"][labelled], data.val_fraction, data.test_fraction,
+                                      data.seed, data.split_cell_m)
+    else:
+        parts = split_indices(len(labelled), data.val_fraction, data.test_fraction, data.seed)
+    train_idx, val_idx, test_idx = (labelled[i] for i in parts)
     stats = feature_stats(store, train_idx)
     if world is not None and world.random_placement:
         origin = (float(np.mean(world.lat_range)), float(np.mean(world.lon_range)))

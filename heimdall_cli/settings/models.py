@@ -162,6 +162,14 @@ class TrainingSettings(Section):
     pretrained: bool = Field(True, description="Start from pretrained weights.")
     pretrained_path: Path | None = Field(None, description="Local pretrained weights file (offline boxes).")
     freeze_backbone: bool = Field(False, description="Train only the head.")
+    head_width: int = Field(256, ge=8, description="Width of the network's head (its receiver side network is "
+                            "half as wide).")
+    mixture_components: int = Field(
+        64, ge=0, description="The output is a mixture of this many Gaussians anchored over the training labels' "
+        "area (k-means); 0: one Gaussian.",
+    )
+    receiver_dropout: float = Field(0.1, ge=0, lt=1, description="Share of receivers hidden at random from each "
+                                    "training sample (a model that copes with absent receivers).")
     architecture: Literal["set", "slots"] = Field(
         "set", description="set: the receivers as a set, each with its features and position (any number, moving "
         "or new receivers; the backbone encodes each receiver's spectrogram); slots: one backbone image channel per "
@@ -222,6 +230,12 @@ class DataSettings(Section):
     seed: int = Field(0, ge=0, description="Seed of the synthetic world and of the splits.")
     val_fraction: float = Field(0.1, gt=0, lt=0.5, description="Share of samples for validation.")
     test_fraction: float = Field(0.1, gt=0, lt=0.5, description="Share of samples for the test split.")
+    split: Literal["random", "spatial"] = Field(
+        "random", description="random: samples drawn at random; spatial: whole square cells of the area (side "
+        "split_cell_m, by the transmitter's position) go to validation or test, so the model is judged on places it "
+        "has never seen.",
+    )
+    split_cell_m: float = Field(250.0, gt=0, description="Side of the cells of a spatial split (metres).")
     world: WorldSettings = Field(default_factory=WorldSettings, description="Synthetic world parameters.")
     features: FeatureSettings = Field(default_factory=FeatureSettings,
                                       description="The IQ feature extractor (recorded and synthetic data alike).")

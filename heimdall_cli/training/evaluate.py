@@ -25,8 +25,12 @@ def evaluate(prep: Prepared) -> tuple[dict[str, float], str | None]:
     parts, splits = prep.parts, prep.splits
     trainer = parts.trainer
     best = parts.checkpoint.best_model_path
-    ckpt = "best" if best and Path(best).is_file() else None
-    metrics = trainer.test(prep.model, prep.loaders["test"], ckpt_path=ckpt, verbose=False)
+    if best and Path(best).is_file():
+        import torch
+
+        prep.model.load_state_dict(torch.load(best, map_location=prep.model.device, weights_only=False)["state_dict"])
+    scale = _calibrate(prep)
+    metrics = trainer.test(prep.model, prep.loaders["test"], verbose=False)
     test = {k: float(v) for k, v in (metrics[0] if metrics else {}).items()}
     if not trainer.is_global_zero:
         return test, None
@@ -42,6 +46,7 @@ def evaluate(prep: Prepared) -> tuple[dict[str, float], str | None]:
     true = splits.test.tx_latlon
     extra = {f"test/baseline_{name}_error_m_{stat}": value for name, pred in references.items()
              for stat, value in summary(errors_m(pred, true)).items() if stat != "p68"}
+    extra["test/sigma_scale"] = scale
     extra.update(_sim_to_real(prep, float(np.median(errors_m(pred_latlon, true)))))
     parts.logger.log_metrics(extra, step=trainer.global_step)
     test.update(extra)
@@ -49,6 +54,27 @@ def evaluate(prep: Prepared) -> tuple[dict[str, float], str | None]:
         return test, None
     _log_plots(prep, pred_latlon, references)
     return test, _log_model(prep)
+
+
+def _calibrate(prep: Prepared) -> float:
+    """Scale the model's σ so that its 68 % region holds 68 % of the validation labels; the factor applied."""
+    import torch
+
+    from heimdall_cli.training.outputs import calibrate
+
+    model = prep.model.eval()
+    mus, sigmas, ys = [], [], []
+    with torch.no_grad():
+        for batch in prep.loaders["val"]:
+            mu, sigma = model(batch["receivers"].to(model.device))
+            mus.append(mu.float().cpu())
+            sigmas.append(sigma.float().cpu())
+            ys.append(batch["y"].float())
+    if not mus:
+        return 1.0
+    factor = calibrate(torch.cat(mus), torch.cat(sigmas), torch.cat(ys))
+    model.net.output.sigma_scale.mul_(factor)
+    return float(model.net.output.sigma_scale)
 
 
 def _predict_latlon(prep: Prepared, loader: Any) -> np.ndarray:

@@ -27,11 +27,9 @@ from heimdall_cli.data.features import SCALARS
 from heimdall_cli.data.packing import LEGACY_TAIL, TAIL
 from heimdall_cli.data.receivers import NETWORK_CENTRE
 from heimdall_cli.training.backbone import create_backbone
+from heimdall_cli.training.outputs import R68, GaussianOutput, MixtureOutput
 from heimdall_cli.training.projection import to_local_m
 
-# Radius (in σ) of the 68 % region of a 2-D Gaussian with independent axes: sqrt(-2 ln 0.32).
-R68 = math.sqrt(-2.0 * math.log(1.0 - 0.68))
-MIN_SIGMA_KM = 0.01
 N_SCALARS = len(SCALARS)
 POSITION_SCALE_M = 100_000.0  # receiver positions enter the side network in units of 100 km
 
@@ -47,9 +45,10 @@ class LocalizationNet(nn.Module):
 
     def __init__(self, backbone: nn.Module | None, slots: int, bands: int, frames: int, origin: tuple[float, float],
                  stats: dict[str, list[float]] | None = None, hidden: int = 256, side: int = 128,
-                 extent_km: float = 100.0) -> None:
+                 output: nn.Module | None = None) -> None:
         super().__init__()
-        self.extent_km = float(extent_km)
+        self.output = output or GaussianOutput(100.0)
+        self.position_scale_m = self.output.extent_km * 1000.0
         self.backbone = backbone
         self.slots, self.bands, self.frames = slots, bands, frames
         self.phi0, self.lam0 = math.radians(origin[0]), math.radians(origin[1])
@@ -62,36 +61,43 @@ class LocalizationNet(nn.Module):
         self.register_buffer("scalar_inv_std", 1.0 / torch.tensor(stats["scalar_std"], dtype=torch.float32))
         features = 0 if backbone is None else int(getattr(backbone, "num_features", 0)
                                                   or backbone(torch.zeros(1, slots, bands, frames)).shape[-1])
-        self.tail = TAIL  # models pickled before the IQ column read LEGACY_TAIL (no attribute)
+        self.tail = TAIL
         self.side = nn.Sequential(nn.Linear(slots * (N_SCALARS + 4), side), nn.GELU(), nn.Linear(side, side), nn.GELU())
+        components = getattr(self.output, "components", 1)
         self.head = nn.Sequential(
-            nn.Linear(features + side, hidden), nn.GELU(), nn.Dropout(0.1), nn.Linear(hidden, 4)
+            nn.Linear(features + side, hidden), nn.GELU(), nn.Dropout(0.1),
+            nn.Linear(hidden, self.output.width(components)),
         )
 
     def forward(self, receivers: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if getattr(self, "output", None) is None:  # pickled before the output modules: 100 km, one Gaussian
+            out = self.raw(receivers)
+            return out[:, :2] * 100.0, nn.functional.softplus(out[:, 2:]) * 50.0 + 0.01
+        return self.output(self.raw(receivers))
+
+    def raw(self, receivers: torch.Tensor) -> torch.Tensor:
+        """The head's output, before :attr:`output` turns it into a position and σ."""
         cells = self.bands * self.frames
-        legacy = getattr(self, "tail", LEGACY_TAIL) == LEGACY_TAIL
+        legacy = getattr(self, "tail", LEGACY_TAIL) == LEGACY_TAIL  # pickled before the IQ column
         mask = receivers[..., -1:]  # [B, S, 1]
         iq = mask if legacy else receivers[..., -2:-1] * mask
         # flatten/unflatten, not reshape with the batch size: the traced ONNX graph keeps the batch dynamic
         spec = receivers[..., :cells].unflatten(-1, (self.bands, self.frames))
         spec = (spec - self.spec_mean) * self.spec_inv_std * iq[..., None]
         raw = receivers[..., cells : cells + N_SCALARS]
-        scalars = torch.where(torch.isfinite(raw), (raw - self.scalar_mean) * self.scalar_inv_std, torch.zeros_like(raw))
+        known = torch.isfinite(raw)
+        scalars = torch.where(known, (raw - self.scalar_mean) * self.scalar_inv_std, torch.zeros_like(raw))
         lat, lon = receivers[..., cells + N_SCALARS], receivers[..., cells + N_SCALARS + 1]
         placed = torch.isfinite(lat) & torch.isfinite(lon)
         east, north = to_local_m(torch.where(placed, lat, torch.zeros_like(lat)),
                                  torch.where(placed, lon, torch.zeros_like(lon)), self.phi0, self.lam0)
-        position = torch.stack([east, north], dim=-1).to(receivers.dtype) / POSITION_SCALE_M * placed[..., None]
+        scale = getattr(self, "position_scale_m", POSITION_SCALE_M)
+        position = torch.stack([east, north], dim=-1).to(receivers.dtype) / scale * placed[..., None]
         flags = [torch.ones_like(mask)] if legacy else [iq, torch.ones_like(mask)]
         side = torch.cat([scalars, position, *flags], dim=-1) * mask
         parts = [self.side(side.flatten(1))] if self.backbone is None else [self.backbone(spec),
                                                                             self.side(side.flatten(1))]
-        out = self.head(torch.cat(parts, dim=-1))
-        scale = getattr(self, "extent_km", 100.0)  # km: the data's extent (models pickled before it: 100)
-        mu = out[:, :2] * scale
-        sigma = nn.functional.softplus(out[:, 2:]) * (scale / 2.0) + MIN_SIGMA_KM
-        return mu, sigma
+        return self.head(torch.cat(parts, dim=-1))
 
 
 def gaussian_nll(mu: torch.Tensor, sigma: torch.Tensor, target: torch.Tensor,
@@ -132,22 +138,25 @@ class LocalizationLitModule(L.LightningModule):
         head_hidden: int = 256,
         architecture: str = "slots",
         extent_km: float = 100.0,
+        anchors_km: list[list[float]] | None = None,
+        receiver_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         weights = Path(pretrained_path) if pretrained_path else None
+        output = MixtureOutput(np.asarray(anchors_km), extent_km) if anchors_km else GaussianOutput(extent_km)
         if architecture == "set":
             from heimdall_cli.training.set_net import SetLocalizationNet
 
             encoder = create_backbone(backbone, 1, pretrained=pretrained, pretrained_path=weights) \
                 if bands * frames > 0 else None
-            self.net: nn.Module = SetLocalizationNet(encoder, bands, frames, tuple(origin), stats, extent_km,
+            self.net: nn.Module = SetLocalizationNet(encoder, bands, frames, tuple(origin), stats, output,
                                                      hidden=head_hidden)
         else:
             net = create_backbone(backbone, slots, pretrained=pretrained, pretrained_path=weights) \
                 if bands * frames > 0 else None
             self.net = LocalizationNet(net, slots, bands, frames, tuple(origin), stats, head_hidden,
-                                       extent_km=extent_km)
+                                       side=max(head_hidden // 2, 8), output=output)
         self.origin = tuple(origin)
         if freeze_backbone and self.net.backbone is not None:
             for p in self.net.backbone.parameters():
@@ -158,8 +167,11 @@ class LocalizationLitModule(L.LightningModule):
         return self.net(receivers)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        mu, sigma = self(batch["receivers"])
-        return gaussian_nll(mu, sigma, batch["y"], batch["y_sigma"])
+        receivers = batch["receivers"]
+        if self.hparams.receiver_dropout > 0:  # drop whole receivers: a model that copes with absent ones
+            keep = (torch.rand(receivers.shape[:2], device=receivers.device) >= self.hparams.receiver_dropout)
+            receivers = torch.cat([receivers[..., :-1], receivers[..., -1:] * keep.unsqueeze(-1)], dim=-1)
+        return self.net.output.nll(self.net.raw(receivers), batch["y"], batch["y_sigma"])
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         """``train/loss`` of every step, at the batch's own (0-based) step, as ``self.log`` would.
@@ -177,10 +189,12 @@ class LocalizationLitModule(L.LightningModule):
         self._eval_step("test", batch)
 
     def _eval_step(self, split: str, batch: dict[str, torch.Tensor]) -> None:
-        mu, sigma = self(batch["receivers"])
+        raw = self.net.raw(batch["receivers"])
+        mu, sigma = self.net.output(raw)
+        loss = self.net.output.nll(raw, batch["y"]) * len(raw)  # the training loss, summed over the batch
         self._outputs[split].append(
             {"mu": mu.detach().float(), "sigma": sigma.detach().float(), "y": batch["y"].float(),
-             "latlon": batch["tx_latlon"].double()}
+             "latlon": batch["tx_latlon"].double(), "loss_sum": loss.detach().double().reshape(1)}
         )
 
     def on_validation_epoch_end(self) -> None:
@@ -196,7 +210,8 @@ class LocalizationLitModule(L.LightningModule):
         cat = {k: torch.cat([o[k] for o in outputs]) for k in outputs[0]}
         if self.trainer.world_size > 1:
             cat = {k: self.all_gather(v).reshape(-1, *v.shape[1:]) for k, v in cat.items()}
-        metrics = evaluation_metrics(cat["mu"], cat["sigma"], cat["y"], cat["latlon"], self.origin)
+        metrics = evaluation_metrics(cat["mu"], cat["sigma"], cat["y"], cat["latlon"], self.origin,
+                                     loss=float(cat["loss_sum"].sum() / len(cat["mu"])))
         if self.trainer.sanity_checking:
             return
         # Values are identical on every rank (gathered), so no further reduction is needed.
@@ -221,13 +236,14 @@ class LocalizationLitModule(L.LightningModule):
 
 def evaluation_metrics(
     mu_km: torch.Tensor, sigma_km: torch.Tensor, y_km: torch.Tensor, true_latlon: torch.Tensor,
-    origin: tuple[float, float] = NETWORK_CENTRE,
+    origin: tuple[float, float] = NETWORK_CENTRE, loss: float | None = None,
 ) -> dict[str, float]:
-    """loss, error_m_{mean,p50,p68,p95} (haversine, metres) and coverage_68 for one split."""
+    """loss (the model's own, else the Gaussian NLL of mu/sigma), error_m_{mean,p50,p68,p95} (haversine, metres)
+    and coverage_68 for one split."""
     from heimdall_cli.data.baselines import errors_m, summary
     from heimdall_cli.data.geo import from_local_m
 
-    loss = float(gaussian_nll(mu_km, sigma_km, y_km))
+    loss = float(gaussian_nll(mu_km, sigma_km, y_km)) if loss is None else loss
     mu = mu_km.cpu().double().numpy() * 1000.0
     lat, lon = from_local_m(mu[:, 0], mu[:, 1], origin)
     errors = errors_m(np.stack([lat, lon], axis=1), true_latlon.cpu().numpy())

@@ -122,6 +122,13 @@ def build_model(settings: Settings, splits: Splits | None = None) -> Localizatio
     if splits is not None:
         shape = {"slots": splits.slots, "bands": splits.layout.bands, "frames": splits.layout.frames,
                  "origin": splits.origin, "stats": splits.stats.to_json(), "extent_km": splits.extent_km}
+        if t.mixture_components:
+            import numpy as np
+
+            from heimdall_cli.training.outputs import anchors_of
+
+            labels_km = splits.train.y_km.astype(np.float64) * splits.label_scale_m / 1000.0
+            shape["anchors_km"] = anchors_of(labels_km, t.mixture_components, seed=t.seed).tolist()
     else:  # what the settings' synthetic world would give
         from heimdall_cli.data.receivers import NETWORK_CENTRE
         from heimdall_cli.data.synth import slots
@@ -129,6 +136,8 @@ def build_model(settings: Settings, splits: Splits | None = None) -> Localizatio
         w, f = settings.data.world, settings.data.features
         bands, frames = (w.n_mels, w.n_frames) if w.version == 1 else (f.bands, f.frames)
         shape = {"slots": slots(w), "bands": bands, "frames": frames, "origin": NETWORK_CENTRE}
+        if t.mixture_components:  # where the anchors go is known only from data; their number shapes the model
+            shape["anchors_km"] = [[0.0, 0.0]] * t.mixture_components
     return LocalizationLitModule(
         t.backbone,
         pretrained=t.pretrained,
@@ -138,6 +147,8 @@ def build_model(settings: Settings, splits: Splits | None = None) -> Localizatio
         weight_decay=t.weight_decay,
         warmup_fraction=t.warmup_fraction,
         architecture=t.architecture,
+        receiver_dropout=t.receiver_dropout,
+        head_hidden=t.head_width,
         **shape,
     )
 
@@ -147,7 +158,6 @@ def model_summary(settings: Settings) -> dict[str, Any]:
     from lightning.pytorch.utilities.model_summary import ModelSummary
 
     from heimdall_cli.data.packing import TAIL
-
     from heimdall_cli.training.backbone import resolve_name
 
     t = settings.training

@@ -6,9 +6,9 @@ the network's origin (in units of ``extent_km``; a receiver with no known positi
 flag instead), whether it has IQ, and, where it has IQ, the timm backbone's embedding of
 its spectrogram (one image channel: the same encoder for every receiver). Two rounds of
 context mixing (each token sees the masked mean of all tokens) are followed by two
-attention poolings over the tokens: one weights the receivers' positions (the
-transmitter starts from a learnt weighted centroid of the receivers), the other
-summarises the set for the head, which adds a correction and the per-axis σ.
+attention poolings over the tokens: one weights the receivers' positions (a learnt
+weighted centroid of the receivers, where a single-Gaussian output starts from), the
+other summarises the set for the head (:mod:`heimdall_cli.training.outputs`).
 
 Nothing depends on a receiver's slot: the same weights serve 7 WebSDRs or 70 gateways,
 receivers that are absent, that move from sample to sample, or that were never seen in
@@ -24,10 +24,10 @@ import torch
 from torch import nn
 
 from heimdall_cli.data.features import SCALARS
+from heimdall_cli.training.outputs import GaussianOutput
 from heimdall_cli.training.projection import to_local_m
 
 N_SCALARS = len(SCALARS)
-MIN_SIGMA_KM = 0.001
 _PRESENT = SCALARS.index("present")
 
 
@@ -41,14 +41,15 @@ class SetLocalizationNet(nn.Module):
     """Packed receiver features [B, S, width] -> (mu_km [B, 2], sigma_km [B, 2]); S may be any number."""
 
     def __init__(self, backbone: nn.Module | None, bands: int, frames: int, origin: tuple[float, float],
-                 stats: dict[str, list[float]] | None = None, extent_km: float = 100.0, width: int = 128,
+                 stats: dict[str, list[float]] | None = None, output: nn.Module | None = None, width: int = 128,
                  hidden: int = 256) -> None:
         super().__init__()
+        self.output = output or GaussianOutput(100.0)
         self.backbone = backbone if bands * frames > 0 else None
         self.bands, self.frames = bands, frames
         self.phi0, self.lam0 = math.radians(origin[0]), math.radians(origin[1])
         self.origin = (float(origin[0]), float(origin[1]))
-        self.extent_km = float(extent_km)
+        self.extent_km = float(self.output.extent_km)
         stats = stats or {"spec_mean": [0.0], "spec_std": [1.0], "scalar_mean": [0.0] * N_SCALARS,
                           "scalar_std": [1.0] * N_SCALARS}
         # one encoder for every receiver: the statistics of all slots together
@@ -67,10 +68,15 @@ class SetLocalizationNet(nn.Module):
                                                 nn.Linear(width, width)) for _ in range(2)])
         self.where_score = nn.Linear(width, 1)
         self.pool_score = nn.Linear(width, 4)
-        self.head = nn.Sequential(nn.LayerNorm(4 * width + 2 * width), nn.Linear(6 * width, hidden), nn.GELU(),
-                                  nn.Linear(hidden, 4))
+        components = getattr(self.output, "components", 1)
+        self.head = nn.Sequential(nn.LayerNorm(6 * width + 2), nn.Linear(6 * width + 2, hidden), nn.GELU(),
+                                  nn.Dropout(0.1), nn.Linear(hidden, self.output.width(components)))
 
     def forward(self, receivers: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.output(self.raw(receivers))
+
+    def raw(self, receivers: torch.Tensor) -> torch.Tensor:
+        """The head's output, before :attr:`output` turns it into a position and σ."""
         cells = self.bands * self.frames
         mask = receivers[..., -1:]  # [B, S, 1]
         iq = receivers[..., -2:-1] * mask
@@ -102,7 +108,7 @@ class SetLocalizationNet(nn.Module):
         mean = tokens.sum(dim=1) / count[:, 0]
         heard = (receivers[..., cells + _PRESENT : cells + _PRESENT + 1] > 0.5) & (mask > 0)
         loud = tokens.masked_fill(~heard, -1e4).amax(dim=1) * heard.any(dim=1)  # the max over heard receivers
-        out = self.head(torch.cat([summary, mean, loud], dim=-1))
-        mu = centroid + torch.tanh(out[:, :2]) * self.extent_km
-        sigma = nn.functional.softplus(out[:, 2:] - 2.0) * self.extent_km + MIN_SIGMA_KM
-        return mu, sigma
+        out = self.head(torch.cat([summary, mean, loud, centroid / self.extent_km], dim=-1))
+        if isinstance(self.output, GaussianOutput):  # the position starts from the centroid
+            out = torch.cat([out[:, :2] + centroid / self.extent_km, out[:, 2:]], dim=-1)
+        return out
