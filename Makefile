@@ -8,11 +8,12 @@ INSTALL_KEY := $(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-
 STAMP := $(VENV)/.heimdall-installed-$(INSTALL_KEY)
 PYTEST_ARGS ?=
 
-.PHONY: install quickstart test lint bench docker-validate up down logs train-docker stack-local clean help
+.PHONY: install quickstart test test-fast lint bench docker-validate up down logs train-docker stack-local clean help
 
 help:
 	@echo "make quickstart   install if needed, then train the quickstart profile (embedded MLflow, CPU)"
 	@echo "make test         install if needed, then lint and run the whole test suite"
+	@echo "make test-fast    lint and the tests not marked slow (no training, no servers): a few minutes"
 	@echo "make bench        run the benchmarks in bench/ (prints numbers and ratios)"
 	@echo "make up|down|logs the docker compose stack (PostgreSQL, MinIO, mlflow server)"
 
@@ -32,6 +33,11 @@ test: install
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-fast: install
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

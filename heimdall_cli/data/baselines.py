@@ -14,7 +14,7 @@
   threshold (noise estimate plus ``present_snr_db``), the excess (dB) is a squared
   residual. With no receiver heard it returns the centre.
 
-The oracle that also knows the gains, patterns and terrain is :mod:`heimdall_cli.data.oracle`.
+The estimator that also knows the gains, patterns and terrain is :mod:`heimdall_cli.data.known_world`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Reference estimates for a split, side by side with the model: centre, classical RSSI, kNN fingerprinting, oracle.
+"""Reference estimates for a split beside the model: centre, classical RSSI, kNN fingerprinting, known world.
 
 On recorded data the classical estimator searches the area the data covers (the placed
 receivers and the training labels, 10 % wider) on a grid fitted to its size, at the
@@ -27,7 +27,7 @@ def reference_estimates(split: RFDataset, world: WorldSettings | None, features:
     """name -> [N, 2] (lat, lon) of each reference estimator that applies to this data.
 
     ``world`` gives the classical estimator its path-loss model and search region (for
-    recorded data the settings' world: what a deployment assumes); the oracle needs the
+    recorded data the settings' world: what a deployment assumes); the known-world estimator needs the
     true world, so it runs only on ``synthetic`` samples of a fixed-network IQ world.
     kNN fingerprinting runs when ``train`` (its database) and ``val`` (to choose k) are given.
     """
@@ -54,9 +54,9 @@ def reference_estimates(split: RFDataset, world: WorldSettings | None, features:
                                        extractor.noise_edge_fraction)
     out["rssi"] = rssi_multilateration(power, present, threshold, rx, placed, model_world, grid_km=grid_km)
     if synthetic and world is not None and world.version == 2 and not world.random_placement:
-        from heimdall_cli.data.oracle import oracle_multilateration
+        from heimdall_cli.data.known_world import known_world_multilateration
 
-        out["oracle"] = oracle_multilateration(power, present, mask, world, extractor)
+        out["known_world"] = known_world_multilateration(power, present, mask, world, extractor)
     return out
 
 

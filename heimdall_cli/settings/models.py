@@ -170,10 +170,11 @@ class TrainingSettings(Section):
     )
     receiver_dropout: float = Field(0.1, ge=0, lt=1, description="Share of receivers hidden at random from each "
                                     "training sample (a model that copes with absent receivers).")
-    architecture: Literal["set", "slots"] = Field(
-        "set", description="set: the receivers as a set, each with its features and position (any number, moving "
-        "or new receivers; the backbone encodes each receiver's spectrogram); slots: one backbone image channel per "
-        "station of the training data.",
+    architecture: Literal["slots", "set"] = Field(
+        "slots", description="slots: one backbone image channel per station of the training data (the better and "
+        "faster model on a fixed network: bench/README.md); set: the receivers as a set, each with its features and "
+        "position (any number, moving receivers, stations it has not seen; the backbone encodes each receiver's "
+        "spectrogram).",
     )
     learning_rate: float = Field(1e-3, gt=0, description="Peak learning rate (AdamW).")
     weight_decay: float = Field(0.05, ge=0, description="AdamW weight decay.")
@@ -182,8 +183,13 @@ class TrainingSettings(Section):
     batch_size: int = Field(32, ge=1, description="Samples per batch and device.")
     epochs: int = Field(100, ge=1, description="Maximum number of epochs.")
     max_steps: int = Field(-1, ge=-1, description="Stop after this many optimizer steps (-1: no limit).")
-    early_stopping_patience: int = Field(10, ge=0, description="Epochs without val/loss improvement (0 disables).")
-    save_top_k: int = Field(3, ge=0, description="Checkpoints kept by val/loss, besides the last.")
+    early_stopping_patience: int = Field(10, ge=0, description="Epochs without improvement of the monitored "
+                                         "metric (0 disables).")
+    save_top_k: int = Field(3, ge=0, description="Checkpoints kept by the monitored metric, besides the last.")
+    monitor: Literal["val/loss", "val/error_m_mean", "val/error_m_p50"] = Field(
+        "val/loss", description="What picks the best checkpoint (the one tested and logged as the model) and stops "
+        "early: the validation loss, or the mean or median error (σ is calibrated after training either way).",
+    )
     precision: str = Field("32-true", description="Lightning precision, e.g. 32-true, bf16-mixed, 16-mixed.")
     accelerator: str = Field("auto", description="Lightning accelerator: auto, cpu, gpu, …")
     devices: str = Field("auto", description="Devices per node: auto, a count, or a list like 0,1.")

@@ -19,8 +19,7 @@ if TYPE_CHECKING:
     from heimdall_cli.settings import Settings
     from heimdall_cli.tracking import Tracker
 
-MONITOR = "val/loss"
-BEST_MONITORS = {"val/loss": "min", "val/error_m_p50": "min"}
+BEST_MONITORS = {"val/loss": "min", "val/error_m_p50": "min", "val/error_m_mean": "min"}
 
 
 @dataclass
@@ -65,7 +64,7 @@ def build_trainer(
         dirpath=run_dir / "checkpoints",
         filename="epoch{epoch:03d}-step{step:06d}",
         auto_insert_metric_name=False,
-        monitor=MONITOR,
+        monitor=t.monitor,
         mode="min",
         save_top_k=t.save_top_k,
         save_last=True,
@@ -83,7 +82,7 @@ def build_trainer(
                                start_step=system_start_step(skip_until or {}))
         callbacks.append(system)
     if t.early_stopping_patience > 0:
-        callbacks.append(EarlyStopping(monitor=MONITOR, mode="min", patience=t.early_stopping_patience,
+        callbacks.append(EarlyStopping(monitor=t.monitor, mode="min", patience=t.early_stopping_patience,
                                        check_on_train_epoch_end=False))
     callbacks.extend(extra_callbacks or [])
     trainer = L.Trainer(

@@ -79,7 +79,9 @@ class LocalizationNet(nn.Module):
         """The head's output, before :attr:`output` turns it into a position and σ."""
         cells = self.bands * self.frames
         legacy = getattr(self, "tail", LEGACY_TAIL) == LEGACY_TAIL  # pickled before the IQ column
-        mask = receivers[..., -1:]  # [B, S, 1]
+        recorded = receivers[..., -1:] > 0  # [B, S, 1]; an absent slot's other values may be anything, NaN too
+        receivers = torch.where(recorded, receivers, torch.zeros_like(receivers))
+        mask = recorded.to(receivers.dtype)
         iq = mask if legacy else receivers[..., -2:-1] * mask
         # flatten/unflatten, not reshape with the batch size: the traced ONNX graph keeps the batch dynamic
         spec = receivers[..., :cells].unflatten(-1, (self.bands, self.frames))

@@ -78,7 +78,9 @@ class SetLocalizationNet(nn.Module):
     def raw(self, receivers: torch.Tensor) -> torch.Tensor:
         """The head's output, before :attr:`output` turns it into a position and σ."""
         cells = self.bands * self.frames
-        mask = receivers[..., -1:]  # [B, S, 1]
+        recorded = receivers[..., -1:] > 0  # [B, S, 1]; an absent slot's other values may be anything, NaN too
+        receivers = torch.where(recorded, receivers, torch.zeros_like(receivers))
+        mask = recorded.to(receivers.dtype)
         iq = receivers[..., -2:-1] * mask
         raw = receivers[..., cells : cells + N_SCALARS]
         known = torch.isfinite(raw)

@@ -363,7 +363,7 @@ def test_a_real_training_on_imported_data(env, tmp_path):
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["status"] == "FINISHED" and np.isfinite(summary["test"]["test/error_m_p50"])
-    assert "test/baseline_oracle_error_m_p50" not in summary["test"]  # recorded data: no oracle
+    assert "test/baseline_known_world_error_m_p50" not in summary["test"]  # recorded data: no known world
 
     # The model predicts a recorded session straight from the acquisition store.
     predicted = cli({**train_env, "HEIMDALL_ACQUISITION_DB": env["HEIMDALL_ACQUISITION_DB"]}, "predict",

@@ -34,10 +34,10 @@ def test_references_on_the_default_world(default_world):
     world, params, s = default_world
     refs = reference_estimates(RFDataset.of(s, NETWORK_CENTRE), world, params_dict(params), params)
     p50 = {k: summary(errors_m(v, s.tx_latlon))["p50"] for k, v in refs.items()}
-    assert set(p50) == {"centre", "rssi", "oracle"}
+    assert set(p50) == {"centre", "rssi", "known_world"}
     assert 70_000 < p50["centre"] < 115_000  # DOMAIN.md: about 90 km
     assert 30_000 < p50["rssi"] < 0.7 * p50["centre"]  # DOMAIN.md: about 47 km at σ 6 dB
-    assert p50["oracle"] < p50["rssi"]  # knowing gains, patterns and terrain helps
+    assert p50["known_world"] < p50["rssi"]  # knowing gains, patterns and terrain helps
 
 
 def test_classical_is_accurate_in_a_world_of_only_its_own_model():

@@ -88,3 +88,34 @@ def test_shuttle_positions_lie_among_the_fixed_receivers(powder):
     lo, hi = fixed.min(0) - 0.02, fixed.max(0) + 0.02  # about 2 km around the fixed network
     assert ((fixes >= lo) & (fixes <= hi)).all()
     assert ((s.tx_latlon >= lo) & (s.tx_latlon <= hi)).all()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("architecture", "epochs", "bound"), [("slots", 5, 0.6), ("set", 3, 0.9)])
+def test_training_on_real_received_power(powder, tmp_path, architecture, epochs, bound):
+    """configs/powder.yaml for a few epochs: the model, every baseline and the calibration on the same test split.
+
+    The oracle is independent of the run: the error of the labels' centre, computed here from the dataset.
+    """
+    _, ds = powder
+    root = Path(__file__).resolve().parents[2]
+    env = {"HEIMDALL_TRACKING__URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+           "HEIMDALL_STORAGE__ARTIFACT_ROOT": str(tmp_path / "artifacts"), "COLUMNS": "200"}
+    result = CliRunner().invoke(app, ["train", "--config", str(root / "configs" / "powder.yaml"), "--data",
+                                      str(ds.root), "--epochs", str(epochs), "--progress", "none", "--json",
+                                      f"training.architecture={architecture}", "--output-dir", str(tmp_path / "out")],
+                                env=env)
+    assert result.exit_code == 0, result.output
+    test = json.loads(result.stdout)["test"]
+    labels = ds.load().tx_latlon
+    from heimdall_cli.data.baselines import errors_m
+
+    centre_p50 = float(np.median(errors_m(np.broadcast_to(labels.mean(0), labels.shape), labels)))
+    assert 450 < centre_p50 < 700  # the campus is about 2.5 km x 3 km
+    assert test["test/error_m_p50"] < bound * centre_p50, test  # bench/bench_powder.py trains to the end
+    for name in ("knn", "rssi", "centre"):  # every baseline on the same split, in metres
+        for stat in ("mean", "p50", "p95"):
+            assert 5 < test[f"test/baseline_{name}_error_m_{stat}"] < 5000, (name, stat, test)
+    assert test["test/baseline_knn_error_m_p50"] < 0.3 * centre_p50  # fingerprints are strong on a random split
+    assert "test/baseline_oracle_error_m_p50" not in test and "test/baseline_known_world_error_m_p50" not in test
+    assert 0.5 < test["test/coverage_68"] < 0.85 and test["test/sigma_scale"] > 0

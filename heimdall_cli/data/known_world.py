@@ -1,4 +1,9 @@
-"""The oracle estimator: what the synthetic world allows an RSSI estimator to reach.
+"""The known-world estimator: an RSSI estimator that knows the synthetic world's fixed parts.
+
+It is not a bound on what can be reached (a trained model beats it on the quickstart):
+its prior over positions is uniform over a grid, it ignores the prior on transmit power,
+and the fading and estimation errors it models as one Gaussian are not. It shows how far
+knowing the gains, patterns and terrain takes a classical estimator.
 
 It knows everything fixed about the world (every station's gain and antenna pattern,
 the terrain's shadowing field) and the spread of what is left (fading, noise,
@@ -28,7 +33,7 @@ _CALIBRATION_SEED = 987_654_321
 _CALIBRATION_SAMPLES = 512
 
 
-def oracle_multilateration(power_db: NDArray[np.float64], present: NDArray[np.bool_], rx_mask: NDArray[np.bool_],
+def known_world_multilateration(power_db: NDArray[np.float64], present: NDArray[np.bool_], rx_mask: NDArray[np.bool_],
                            world: WorldSettings, params: FeatureSettings, chunk: int = 16) -> NDArray[np.float64]:
     """[N, 2] (lat, lon) for a fixed-network synthetic world (``world.random_placement`` False)."""
     if world.random_placement or world.version != 2:

@@ -1,0 +1,109 @@
+"""Real received power: heimdall against kNN fingerprinting, RSSI multilateration and the centre on POWDER.
+
+The POWDER outdoor RSS dataset (462.7 MHz handhelds, 29 fixed and 11 shuttle receivers,
+University of Utah; ``--source``, default ``../shared/data/powder-462mhz``) is imported
+exactly as the README says (``heimdall data import table``), then trained with
+``configs/powder.yaml`` through ``heimdall train`` on (a) a random split (80 % train and
+validation, 20 % test) and (b) a spatial split (whole 250 m cells held out for
+validation and test), for each architecture asked. Every number comes from the run's
+own logged test metrics: the model's and the baselines' on the same test samples (kNN's
+k chosen on the same validation split). Wall and CPU time of each training process are
+measured here.
+
+Targets: the model's mean and median error ≤ 0.8× kNN's, and 68 % coverage 0.68 ± 0.05,
+on both splits.
+
+Run: ``.venv/bin/python bench/bench_powder.py [--quick] [--architectures slots,set] [--splits random,spatial]``
+(``--quick``: 15 epochs, the slot model only; a few minutes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import _common as c
+
+TARGET_RATIO = 0.8
+COVERAGE = (0.63, 0.73)
+IMPORT = ["--tx-lat", "tx_x_coord", "--tx-lon", "tx_y_coord", "--time", "timestamp", "--frequency-hz", "462.7e6",
+          "--not-heard", "-101", "--moving", "{name}_rss,{name}_x,{name}_y", "--no-position", "-1",
+          "--no-position", "0", "--skip-bad"]
+
+
+def heimdall(*args: str, cwd: Path) -> tuple[str, float, float]:
+    """Run the CLI; (stdout, wall s, CPU s of the process)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    done = subprocess.run([str(c.ROOT / ".venv" / "bin" / "heimdall"), *args], cwd=cwd, capture_output=True,
+                          text=True, env={**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{cwd}/mlflow.db"})
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode != 0:
+        sys.exit(f"heimdall {' '.join(args[:3])} … exited {done.returncode}: {done.stderr.strip()[-600:]}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return done.stdout, wall, cpu
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="15 epochs, the slot model only (a few minutes)")
+    parser.add_argument("--source", type=Path, default=c.ROOT.parent / "shared" / "data" / "powder-462mhz")
+    parser.add_argument("--architectures", default=None, help="comma-separated: slots,set (default both; quick: slots)")
+    parser.add_argument("--splits", default="random,spatial")
+    parser.add_argument("--epochs", type=int, help="override configs/powder.yaml's epochs")
+    args = parser.parse_args()
+    archs = (args.architectures or ("slots" if args.quick else "slots,set")).split(",")
+    epochs = args.epochs or (15 if args.quick else None)
+    if not (args.source / "single_tx.csv").is_file():
+        print(f"POWDER data not found at {args.source}", file=sys.stderr)
+        return 2
+    c.isolate_environment()
+    print(c.machine_line())
+    with tempfile.TemporaryDirectory(prefix="bench-powder-") as tmp:
+        work = Path(tmp)
+        _, wall, _ = heimdall("data", "import", "table", str(args.source / "single_tx.csv"), "--receivers",
+                              str(args.source / "location_coordinates.json"), *IMPORT, "--out", "powder", "-q",
+                              cwd=work)
+        print(f"import: {wall:.1f} s")
+        rows = []
+        for split in args.splits.split(","):
+            for arch in archs:
+                extra = [f"training.epochs={epochs}"] if epochs else []
+                out, wall, cpu = heimdall("train", "--config", str(c.ROOT / "configs" / "powder.yaml"), "--data",
+                                          "powder", "--json", "--progress", "none", f"data.split={split}",
+                                          f"training.architecture={arch}", *extra, cwd=work)
+                test = json.loads(out)["test"]
+                rows.append((split, arch, test, wall, cpu))
+                print(f"trained {split}/{arch}: {wall:.0f} s wall, {cpu:.0f} s CPU", flush=True)
+    print()
+    print(f"{'split':8} {'method':14} {'mean m':>8} {'p50 m':>8} {'p95 m':>8} {'cov68':>6}")
+    failures = 0
+    for split, arch, t, wall, cpu in rows:
+        print(f"{split:8} {'heimdall ' + arch:14} {t['test/error_m_mean']:8.1f} {t['test/error_m_p50']:8.1f} "
+              f"{t['test/error_m_p95']:8.1f} {t['test/coverage_68']:6.3f}")
+        for name in ("knn", "rssi", "centre"):
+            key = f"test/baseline_{name}_error_m_"
+            if key + "mean" in t:
+                print(f"{'':8} {name:14} {t[key + 'mean']:8.1f} {t[key + 'p50']:8.1f} {t[key + 'p95']:8.1f}")
+        mean_ratio = t["test/error_m_mean"] / t["test/baseline_knn_error_m_mean"]
+        p50_ratio = t["test/error_m_p50"] / t["test/baseline_knn_error_m_p50"]
+        ok = mean_ratio <= TARGET_RATIO and p50_ratio <= TARGET_RATIO and \
+            COVERAGE[0] <= t["test/coverage_68"] <= COVERAGE[1]
+        failures += not ok
+        print(f"{'':8} ratio to kNN: mean {mean_ratio:.2f}, p50 {p50_ratio:.2f} (target ≤ {TARGET_RATIO}); "
+              f"coverage {t['test/coverage_68']:.3f} (target 0.68 ± 0.05): {'MET' if ok else 'NOT MET'}; "
+              f"training {wall:.0f} s wall, {cpu:.0f} s CPU")
+    print(f"verdict: {len(rows) - failures} of {len(rows)} split/architecture runs meet every target")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
