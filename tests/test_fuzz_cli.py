@@ -20,6 +20,17 @@ Every input runs in-process (typer's CliRunner on :data:`heimdall_cli.cli.app`) 
 ``test_fuzz_backend_locations`` aims at the commands that open a backend: odd tracking
 URIs (``--tracking-uri``) and odd artifact stores and S3 endpoints (environment).
 
+The options of each command come from the command itself (typer's click command for the app),
+so a new option is fuzzed as soon as it exists; ``_values`` only says what values look like.
+A new command must be fuzzed or named in ``NOT_FUZZED`` with a reason.
+
+The success side: an oracle that accepts every failure also passes for a command that refuses
+everything. So every fuzzed command has a positive control, one invocation that must exit 0
+and print what it should (``test_known_good_invocation_succeeds``; the acquisition import
+against a PostgreSQL database of its own; ``model export``'s is in tests/cli/test_model.py,
+see ``CONTROLLED_ELSEWHERE``), and ``test_zz_inputs_tried`` wants at least one
+fuzzed input of each command to succeed (except those named in ``FUZZ_NEVER_SUCCEEDS``).
+
 Nothing here can start real work: ``train`` always gets ``--dry-run`` as its first
 option, ``data synth`` makes at most a few dozen samples, ``ui`` always gets an
 unreachable (or http) tracking URI as its first option, and every backend is either
@@ -39,6 +50,7 @@ The number of inputs tried per command is printed at the end of the module
 from __future__ import annotations
 
 import json
+import math
 import os
 import shlex
 import signal
@@ -84,17 +96,27 @@ FUZZ_SETTINGS = settings(
 class FuzzWorld:
     folder: Path
     env: dict[str, str]
-    run_ids: list[str]
+    run_ids: list[str]  # fuzz-a, fuzz-b, fuzz-c: metrics and a placeholder model file (fast failures)
     model_name: str
     dataset: Path
+    trained_run: str  # a real (tiny) training in its own experiment: its model predicts
+    sigmf: Path
 
 
 MODEL_NAME = "fuzz-model"
+TRAINED_MODEL_NAME = "fuzz-trained-model"  # the trained run's model; no fuzzed --name ever names it
+TRAINED_EXPERIMENT = "fuzz-training"
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> FuzzWorld:
-    """A sqlite store with three runs (one with a model file), version 1 registered, and a dataset."""
+    """A sqlite store with three runs, versions 1 and 2 registered (Staging: 2, then 1), a dataset, and a trained run.
+
+    fuzz-a and fuzz-b carry a placeholder model file (``flavors: {}``): the fuzzed ``model export`` of
+    ``fuzz-model`` fails fast instead of exporting for seconds. A real tiny training (one step, in the
+    experiment ``fuzz-training``, its model registered as ``fuzz-trained-model``) gives ``predict``
+    something that works: its positive control uses it, and the fuzzed ``predict`` may name it.
+    """
     folder = tmp_path_factory.mktemp("fuzz-world")
     env = {
         "HEIMDALL_TRACKING__URI": f"sqlite:///{folder / 'mlflow.db'}",
@@ -133,7 +155,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> FuzzWorld:
         data = load_settings(env_file=None).data
         write_dataset(dataset, 20, 0, data.world, data.features, shard_size=8)
         write_synthetic(folder / "sigmf", 2, 0, data.world, data.features)
-    return FuzzWorld(folder, env, run_ids, MODEL_NAME, dataset)
+        trained = _train(folder)
+    return FuzzWorld(folder, env, run_ids, MODEL_NAME, dataset, trained, folder / "sigmf")
 
 
 def _populate(folder: Path) -> list[str]:
@@ -151,13 +174,32 @@ def _populate(folder: Path) -> list[str]:
         for step, value in enumerate([best + 0.3, best]):
             tracker.log_metrics({"val/loss": value, "val/error_m_p50": value * 1e4}, step=step)
         tracker.log_metrics({"best/val_loss": best}, step=1)
-        if name == "fuzz-a":
+        if name in ("fuzz-a", "fuzz-b"):
             tracker.log_artifacts(model_dir, "model")
         tracker.end_run(status)
         run_ids.append(run_id)
     registry.register(tracker, run_id=run_ids[0])
-    registry.promote(tracker, version=1, stage="Staging")
+    registry.register(tracker, run_id=run_ids[1])
+    registry.promote(tracker, version=2, stage="Staging")
+    registry.promote(tracker, version=1, stage="Staging")  # Staging has a history: rollback can succeed
     return run_ids
+
+
+def _train(folder: Path) -> str:
+    """One real training step on this world's data (its own experiment); its model registered, for success paths."""
+    from heimdall_cli.settings import load_settings
+    from heimdall_cli.tracking import open_tracker, registry
+    from heimdall_cli.training.fit import fit
+
+    flags = {"tracking": {"experiment": TRAINED_EXPERIMENT},
+             "training": {"epochs": 1, "max_steps": 1, "batch_size": 8, "save_top_k": 1, "cpu_threads": 1,
+                          "early_stopping_patience": 0, "run_name": "fuzz-trained",
+                          "output_dir": str(folder / "fz-training")}}
+    settings = load_settings(flags=flags, env_file=None)
+    result = fit(settings)
+    assert result.status == "FINISHED" and result.run_id and result.model_uri, result
+    registry.register(open_tracker(settings), run_id=result.run_id, model_name=TRAINED_MODEL_NAME)
+    return result.run_id
 
 
 # --------------------------------------------------------------------------- values
@@ -353,27 +395,61 @@ class Opt:
     dangling_ok: bool = True  # may appear without its value (the next token becomes the value)
 
 
-def _opts(world: FuzzWorld, command: str) -> tuple[list[Opt], st.SearchStrategy[Any] | None]:
-    """Options of ``command`` with value strategies, and a strategy for one positional token."""
+def _click_command(command: str) -> Any:
+    """The click command behind ``heimdall COMMAND`` (typer builds it from :data:`heimdall_cli.cli.app`)."""
+    import typer
+
+    from heimdall_cli.cli import app
+
+    cmd = typer.main.get_command(app)
+    for word in command.split():
+        cmd = cmd.commands[word]
+    return cmd
+
+
+def _leaf_commands(cmd: Any = None, path: tuple[str, ...] = ()) -> list[str]:
+    """Every command of the app that runs something (not a group), as "group sub"."""
+    cmd = cmd if cmd is not None else _click_command("")
+    if not hasattr(cmd, "commands"):
+        return [" ".join(path)]
+    return [leaf for name, sub in cmd.commands.items() for leaf in _leaf_commands(sub, (*path, name))]
+
+
+#: Options never to generate: they could start real work that the fuzzer keeps out (see the module docstring).
+NEVER = {"train": {"--no-dry-run"}}
+#: Options whose value must always be one of the command's own strategy (never a bare junk token after them).
+NOT_DANGLING = {"ui": {"--tracking-uri"}, "data synth": {"--samples"}}
+#: Stray tokens from :data:`JUNK` with nothing that leaves the working folder ("../", "/", "~").
+SAFE_JUNK = relative(JUNK.map(lambda s: s.replace("..", "fz")))
+
+
+def _by_type(param: Any) -> st.SearchStrategy[Any]:
+    """A value strategy from an option's Python type, for options without a domain strategy below."""
+    import datetime as dt
+
+    annotation = param.type_descriptor.annotation
+    if annotation is bool:
+        return st.sampled_from(["true", "false", "1", "0", "yes", ""])
+    if annotation is int:
+        return INTS
+    if annotation is float:
+        return FLOATS
+    if annotation is dt.datetime:
+        return either("2026-11-01", "2026-11-01T10:00:00", "yesterday", "", "2026-13-45")
+    if annotation is Path:
+        return relative(either("fz-path", "", ".", "nonexistent", "fz-dir/"))
+    return SAFE_JUNK
+
+
+def _values(world: FuzzWorld, command: str) -> dict[str, st.SearchStrategy[Any]]:
+    """Domain value strategies by long option name ("<name>": a positional argument); the rest go by type."""
     run_ids = st.sampled_from([*world.run_ids, "0" * 32, "ffffffff", "%", "' OR '1'='1"])
     metric = either("val/loss", "best/val_loss", "val/error_m_p50", "train/loss", "lr", "nope/metric", "val/loss'",
                     "metrics.val/loss", "a`b")
     filt = either("params.training.backbone = 'test_convnext'", "metrics.val/loss < 1", "metrics.`val/loss` < 1",
                   "attributes.status = 'FINISHED'", "tags.fuzz = 'yes' and params.x = 'y'", "x or y", "x",
                   "metrics.val/loss < 'a'", "params.x = ", "((((", "tags.`a` LIKE '%'", "and", "run_id = '1'")
-    order = either("metrics.best/val_loss ASC", "start_time DESC", "params.x", "metrics.`val/loss` DESC",
-                   "x y z", "attributes.nope", "metrics.val/loss ASC, start_time")
-    status = either("FINISHED", "FAILED", "KILLED", "RUNNING", "finished", "SCHEDULED")
-    mode = either("min", "max", "MIN", "avg")
-    stage = either("Production", "Staging", "Archived", "production", "None", "prod")
     alias = either("production", "staging", "champion", "@", "v1", "Production", "a b")
-    name = either(world.model_name, "nope", "a'b", "a/b", "%", "heimdall-localization")
-    version = either("1", "2", "0", "-1", "999999")
-    uri = tracking_uris(world, allow_sqlite=command != "ui")
-    cfg = config_values()
-    experiment = either("heimdall-localization", "nope", "Default", "a'b")
-    common = [Opt(("--config", "-c"), cfg), Opt(("--tracking-uri",), uri, dangling_ok=command != "ui")]
-    json_q = [Opt(("--json",)), Opt(("--quiet", "-q"))]
     override = st.one_of(
         st.builds(lambda k, v: f"{k}={v}", st.sampled_from(DOTTED_KEYS), JUNK),
         st.builds(lambda k, v: f"{k}={v}", st.one_of(TEXT, st.sampled_from(["training", "data.world", "x.y",
@@ -382,94 +458,97 @@ def _opts(world: FuzzWorld, command: str) -> tuple[list[Opt], st.SearchStrategy[
         st.builds(lambda k, v: f"{k}={json.dumps(v, default=str)}", st.sampled_from(DOTTED_KEYS), VALUE),
         JUNK,
     )
-    if command == "verify":
-        return [*common, Opt(("--full",)), Opt(("--json",))], None
-    if command == "config show":
-        return [*common, Opt(("--explain",)), Opt(("--json",))], override
+    values: dict[str, st.SearchStrategy[Any]] = {
+        "--config": config_values(),
+        "--tracking-uri": tracking_uris(world, allow_sqlite=command != "ui"),
+        "--metric": metric, "--filter": filt, "--mode": either("min", "max", "MIN", "avg"),
+        "--status": either("FINISHED", "FAILED", "KILLED", "RUNNING", "finished", "SCHEDULED"),
+        "--order-by": either("metrics.best/val_loss ASC", "start_time DESC", "params.x", "metrics.`val/loss` DESC",
+                             "x y z", "attributes.nope", "metrics.val/loss ASC, start_time"),
+        "--experiment": either("heimdall-localization", "nope", "Default", "a'b"),
+        "--parent": either(*world.run_ids, "0" * 32, "x"),
+        "--limit": INTS, "--key": either("tracking.uri", "training.epochs", "data", "nope", "training."),
+        "--run-id": run_ids, "--best": metric,
+        "--name": either(world.model_name, "nope", "a'b", "a/b", "%", "heimdall-localization"),
+        "--description": JUNK, "--tag": either("k=v", "k=", "=v", "k", "a=b=c", " =x"), "--wait": FLOATS,
+        "--stage": either("Production", "Staging", "Archived", "production", "None", "prod"),
+        "--version": either("1", "2", "0", "-1", "999999"), "--from-alias": alias, "--alias": alias,
+        "--require": either("metrics.best/val_loss < 0.6", "metrics.best/val_loss > 9", "x"),
+        "--format": either("onnx", "ONNX", "torchscript"),
+        "--output": relative(either("fz.onnx", "", ".")), "--samples": INTS, "--opset": INTS,
+        "--port": either("5000", "0", "65536", "-1", "80"),
+        "--host": either("127.0.0.1", "::1", "0.0.0.0", "", "not a host"),
+        "<run_id>": either(run_ids), "<run_ids>": either(run_ids), "<overrides>": override,
+    }
     if command == "train":
-        path = relative(either("fz-out", "", ".", "..", "fz-out/a b"))
-        return [
-            *common, Opt(("--backbone",), either("test_convnext", "TEST_CONVNEXT", "test_vit", "nope_net", "")),
-            Opt(("--pretrained",)), Opt(("--no-pretrained",)),
-            Opt(("--pretrained-path",), either("nonexistent.pt", "/dev/null", "", ".")),
-            Opt(("--freeze-backbone",)), Opt(("--no-freeze-backbone",)),
-            Opt(("--learning-rate", "--lr"), FLOATS), Opt(("--batch-size",), INTS), Opt(("--epochs",), INTS),
-            Opt(("--max-steps",), INTS), Opt(("--output-dir",), path), Opt(("--run-name",), JUNK),
-            Opt(("--experiment", "-e"), experiment), Opt(("--data",), either("synthetic", "nonexistent-dir",
-                                                                             str(world.dataset), "s3://b/p", "s3://")),
-            Opt(("--accelerator",), either("cpu", "gpu", "auto", "tpu", "mps")),
-            Opt(("--devices",), either("auto", "1", "0,1", "-1", "1,", ",")), Opt(("--num-nodes",), INTS),
-            Opt(("--strategy",), either("auto", "ddp", "fsdp", "nope")),
-            Opt(("--precision",), either("32-true", "bf16-mixed", "16-mixed", "64", "nope")),
-            Opt(("--seed",), INTS), Opt(("--resume",), run_ids),
-            Opt(("--progress",), either("auto", "rich", "plain", "none", "bars")), Opt(("--json",)),
-        ], override
-    if command == "runs best":
-        return [*common, *json_q, Opt(("--metric", "-m"), metric), Opt(("--mode",), mode),
-                Opt(("--experiment", "-e"), experiment), Opt(("--filter", "-f"), filt), Opt(("--status",), status)], \
-            None
-    if command == "runs list":
-        return [*common, *json_q, Opt(("--experiment", "-e"), experiment), Opt(("--filter", "-f"), filt),
-                Opt(("--status",), status), Opt(("--order-by",), order), Opt(("--limit", "-l"), INTS),
-                Opt(("--metric", "-m"), metric)], None
-    if command == "runs show":
-        return [*common, *json_q, Opt(("--artifacts",)), Opt(("--no-artifacts",))], either(run_ids)
-    if command == "runs compare":
-        return [*common, *json_q, Opt(("--all-params",))], either(run_ids)
-    if command == "model register":
-        return [*common, *json_q, Opt(("--run-id", "-r"), run_ids), Opt(("--best",), metric), Opt(("--mode",), mode),
-                Opt(("--experiment", "-e"), experiment), Opt(("--filter", "-f"), filt), Opt(("--status",), status),
-                Opt(("--name", "-n"), name), Opt(("--description", "-d"), JUNK),
-                Opt(("--tag", "-t"), either("k=v", "k=", "=v", "k", "a=b=c", " =x")), Opt(("--wait",), FLOATS)], None
-    if command == "model promote":
-        return [*common, *json_q, Opt(("--stage", "-s"), stage), Opt(("--version", "-V"), version),
-                Opt(("--from-alias",), alias), Opt(("--alias", "-a"), alias),
-                Opt(("--require",), either("metrics.best/val_loss < 0.6", "metrics.best/val_loss > 9", "x")),
-                Opt(("--force",)), Opt(("--dry-run",)), Opt(("--name", "-n"), name)], None
-    if command == "model rollback":
-        return [*common, *json_q, Opt(("--stage", "-s"), stage), Opt(("--dry-run",)), Opt(("--name", "-n"), name)], None
-    if command == "model list":
-        return [*common, *json_q, Opt(("--name", "-n"), name), Opt(("--metric", "-m"), metric),
-                Opt(("--limit", "-l"), INTS)], None
-    if command == "model export":
-        return [*common, *json_q, Opt(("--format",), either("onnx", "ONNX", "torchscript")),
-                Opt(("--version", "-V"), version), Opt(("--alias", "-a"), alias), Opt(("--register",)),
-                Opt(("--output", "-o"), relative(either("fz.onnx", "", "."))), Opt(("--samples",), INTS),
-                Opt(("--opset",), INTS), Opt(("--wait",), FLOATS), Opt(("--name", "-n"), name)], None
-    if command == "data synth":
+        values.update({
+            "--backbone": either("test_convnext", "TEST_CONVNEXT", "test_vit", "nope_net", ""),
+            "--pretrained-path": either("nonexistent.pt", "/dev/null", "", "."),
+            "--learning-rate": FLOATS, "--batch-size": INTS, "--epochs": INTS, "--max-steps": INTS,
+            "--output-dir": relative(either("fz-out", "", ".", "..", "fz-out/a b")), "--run-name": JUNK,
+            "--data": either("synthetic", "nonexistent-dir", str(world.dataset), "s3://b/p", "s3://"),
+            "--accelerator": either("cpu", "gpu", "auto", "tpu", "mps"),
+            "--devices": either("auto", "1", "0,1", "-1", "1,", ","), "--num-nodes": INTS,
+            "--strategy": either("auto", "ddp", "fsdp", "nope"),
+            "--precision": either("32-true", "bf16-mixed", "16-mixed", "64", "nope"),
+            "--seed": INTS, "--resume": run_ids, "--progress": either("auto", "rich", "plain", "none", "bars")})
+    elif command == "data synth":
         # --samples: small or invalid, never left dangling (a stray big number would generate for minutes).
-        samples = st.one_of(st.integers(10, 40).map(str), st.sampled_from(["0", "-1", "x", "", "nan", "1.5"]))
-        return [Opt(("--config", "-c"), cfg), Opt(("--json",)), Opt(("--samples",), samples, dangling_ok=False),
-                Opt(("--out", "-o"), relative(either("fz-data", "", ".", "fz-data/x", "s3://heimdall-mlflow/x",
-                                                     "s3://", "s3:///x", "s3://b"))),
-                Opt(("--seed",), INTS), Opt(("--shard-size",), INTS), Opt(("--overwrite",))], None
-    if command == "data info":
-        source = either(str(world.dataset), "nonexistent", ".", "s3://heimdall-mlflow/x", "s3://", "synthetic",
-                        str(world.folder / "mlflow.db"), "/dev/null")
-        return [Opt(("--config", "-c"), cfg), Opt(("--json",))], source
-    if command in ("data import sigmf", "data import acquisition"):
-        out = relative(either("fz-imp", "", ".", "s3://heimdall-mlflow/x", "s3://", "s3:///x"))
-        opts = [Opt(("--config", "-c"), cfg), Opt(("--json",)), Opt(("--skip-bad",)), Opt(("--overwrite",)),
-                Opt(("--shard-size",), INTS), Opt(("--out", "-o"), out)]
-        if command.endswith("sigmf"):
-            return opts, either(str(world.folder / "sigmf"), "nonexistent", ".", str(world.dataset), "/dev/null")
-        db = either(f"postgresql://fz:pw@127.0.0.1:{CLOSED_PORT}/acq", "postgresql://", "not a uri", "",
-                    f"postgresql://fz:pw@127.0.0.1:{CLOSED_PORT}/acq?sslmode=bogus")
-        when = either("2026-11-01", "2026-11-01T10:00:00", "yesterday", "", "2026-13-45")
-        return [*opts, Opt(("--from-db",), db), Opt(("--session",), JUNK), Opt(("--since",), when),
-                Opt(("--until",), when), Opt(("--status",), either("completed", "failed", "")),
-                Opt(("--iq-bucket",), either("heimdall-raw-iq", "", "UPPER!"))], None
-    if command == "predict":
+        values.update({
+            "--samples": st.one_of(st.integers(10, 40).map(str), st.sampled_from(["0", "-1", "x", "", "nan", "1.5"])),
+            "--out": relative(either("fz-data", "", ".", "fz-data/x", "s3://heimdall-mlflow/x", "s3://", "s3:///x",
+                                     "s3://b")),
+            "--format": either("shards", "sigmf", "SIGMF", "npz"), "--datatype": either("cf32_le", "ci16_le", "x"),
+            "--seed": INTS, "--shard-size": INTS})
+    elif command == "data info":
+        values["<source>"] = either(str(world.dataset), "nonexistent", ".", "s3://heimdall-mlflow/x", "s3://",
+                                    "synthetic", str(world.folder / "mlflow.db"), "/dev/null")
+    elif command in ("data import sigmf", "data import acquisition"):
+        values.update({"--shard-size": INTS,
+                       "--out": relative(either("fz-imp", "", ".", "s3://heimdall-mlflow/x", "s3://", "s3:///x")),
+                       "<paths>": either(str(world.folder / "sigmf"), "nonexistent", ".", str(world.dataset),
+                                         "/dev/null")})
+        values.update({
+            "--from-db": either(f"postgresql://fz:pw@127.0.0.1:{CLOSED_PORT}/acq", "postgresql://", "not a uri", "",
+                                f"postgresql://fz:pw@127.0.0.1:{CLOSED_PORT}/acq?sslmode=bogus"),
+            "--session": JUNK, "--status": either("completed", "failed", ""),
+            "--iq-bucket": either("heimdall-raw-iq", "", "UPPER!")})
+    elif command == "predict":
         source = either(str(world.dataset), "nonexistent", "s3://heimdall-mlflow/x", str(world.folder / "sigmf"))
-        model = either(*world.run_ids, "models:/fuzz-model@staging", "models:/fuzz-model/1", "models:/x", "runs:/",
-                       "0" * 32, "")
-        return [*common, *json_q, Opt(("--dataset",), source), Opt(("--sigmf",), source), Opt(("--session",), JUNK),
-                Opt(("--from-db",), either(f"postgresql://fz:pw@127.0.0.1:{CLOSED_PORT}/acq", "")),
-                Opt(("--iq-bucket",), JUNK), Opt(("--csv",))], model
-    if command == "ui":
-        return [*common, Opt(("--port",), either("5000", "0", "65536", "-1", "80")),
-                Opt(("--host",), either("127.0.0.1", "::1", "0.0.0.0", "", "not a host"))], None
-    raise AssertionError(command)
+        values.update({
+            "--dataset": source, "--sigmf": source, "--session": JUNK, "--iq-bucket": JUNK,
+            "--from-db": either(f"postgresql://fz:pw@127.0.0.1:{CLOSED_PORT}/acq", ""),
+            "--geojson": relative(either("fz.geojson", "", ".", "fz-dir/")),
+            "<model>": either(*world.run_ids, world.trained_run, f"models:/{TRAINED_MODEL_NAME}/1",
+                              "models:/fuzz-model@staging", "models:/fuzz-model/1", "models:/x", "runs:/", "0" * 32,
+                              "")})
+    return values
+
+
+def _opts(world: FuzzWorld, command: str) -> tuple[list[Opt], st.SearchStrategy[Any] | None]:
+    """Options of ``command`` with value strategies, and a strategy for one positional token.
+
+    The options come from the command itself (typer's click command for :data:`heimdall_cli.cli.app`), so a
+    new option is fuzzed as soon as it exists; :func:`_values` only adds what a value of each one looks like.
+    """
+    values = _values(world, command)
+    never, not_dangling = NEVER.get(command, set()), NOT_DANGLING.get(command, set())
+    opts: list[Opt] = []
+    positional = None
+    for param in _click_command(command).params:
+        if param.param_type_name == "argument":
+            positional = values.get(f"<{param.name}>", SAFE_JUNK)
+            continue
+        if param.is_flag:
+            opts += [Opt(tuple(names)) for names in (param.opts, param.secondary_opts)
+                     if names and not set(names) & never]
+            continue
+        if set(param.opts) & never:
+            continue
+        long = max(param.opts, key=len)
+        strategy = values[long] if long in values else _by_type(param)
+        opts.append(Opt(tuple(param.opts), strategy, dangling_ok=long not in not_dangling))
+    return opts, positional
 
 
 def _required(world: FuzzWorld, command: str) -> st.SearchStrategy[list[str]]:
@@ -487,6 +566,8 @@ def _required(world: FuzzWorld, command: str) -> st.SearchStrategy[list[str]]:
                          st.sampled_from(["Production", "Staging", "Archived"]),
                          st.sampled_from([["--version", "1"], ["--from-alias", "staging"],
                                           ["--from-alias", "production"]]))
+    if command == "model rollback":  # Staging has a history (see world); Production has none
+        return st.sampled_from([["--stage", "Staging", "--dry-run"], ["--stage", "Staging"], []])
     if command == "model export":
         return st.sampled_from([["--version", "1"], ["--alias", "staging"], ["--version", "2"]])
     if command == "data info":
@@ -499,7 +580,7 @@ def _required(world: FuzzWorld, command: str) -> st.SearchStrategy[list[str]]:
         return st.integers(0, 3).map(lambda i: ["--out", f"fz-acq-{i}", "--from-db",
                                                 f"postgresql://fz:pw@127.0.0.1:{CLOSED_PORT}/acq"])
     if command == "predict":
-        return st.sampled_from(world.run_ids).map(lambda r: [r, "--dataset", str(world.dataset)])
+        return st.sampled_from([*world.run_ids, world.trained_run]).map(lambda r: [r, "--dataset", str(world.dataset)])
     return st.just([])
 
 
@@ -666,6 +747,154 @@ def judge(command: str, o: Outcome) -> None:
         "stderr does not start with the error" + o.describe()
 
 
+# --------------------------------------------------------------------------- positive controls
+# A fuzz oracle that accepts every failure would also pass for a command that refuses everything (exit 2):
+# each fuzzed command first runs once with arguments that must work, and must print what it should.
+
+#: Commands of the app that are not fuzzed, and why (test_every_command_is_fuzzed_or_named_here checks the list).
+NOT_FUZZED = {
+    "runs sync": "uploads spooled runs to the backend: its inputs are spool folders (tests/tracking/test_sync.py)",
+    "sweep start": "starts trainings (tests/sweep/)", "sweep join": "starts trainings (tests/sweep/)",
+    "sweep show": "reads an Optuna study (tests/sweep/)", "sweep best": "reads an Optuna study (tests/sweep/)",
+    "data import table": "reads a CSV or Parquet table of recordings: no fuzzer for its file format yet",
+}
+#: Positive controls that passed in this session (test_zz_inputs_tried checks them).
+CONTROLLED: set[str] = set()
+#: Fuzzed commands whose positive control is elsewhere, and why.
+CONTROLLED_ELSEWHERE = {
+    "model export": "tests/cli/test_model.py::test_export_onnx_parity_log_register exports a trained model for "
+    "real and checks the file against torch; an ONNX export takes about 30 s on this machine, too long here",
+}
+#: Fuzzed commands whose fuzzed inputs need not succeed (their positive controls show that they do work): the
+#: acquisition database of the fuzz world is a closed port; ``model export`` of ``fuzz-model`` meets placeholder
+#: models (exporting for real takes seconds per input); ``model rollback`` runs after the fuzzed promotions,
+#: which may have left Staging without a version to go back to.
+FUZZ_NEVER_SUCCEEDS = {"data import acquisition", "model export", "model rollback"}
+
+
+def _doc(stdout: str) -> Any:
+    """The one JSON document on stdout (anything else there fails)."""
+    return json.loads(stdout)
+
+
+def _known_good(world: FuzzWorld, command: str, folder: Path) -> tuple[list[str], Any]:
+    """(argv, check of stdout) for one invocation of ``command`` that must succeed in the fuzz world."""
+    a, b, _ = world.run_ids
+
+    def predict_check(out: str) -> None:
+        doc = _doc(out)
+        assert doc["count"] == len(doc["predictions"]) == 20, doc
+        for row in doc["predictions"]:  # one barely trained step: somewhere in the region, not NaN
+            assert 40 < row["lat"] < 50 and 5 < row["lon"] < 12 and row["sigma_east_m"] > 0, row
+            assert all(math.isfinite(row[k]) for k in ("lat", "lon", "sigma_east_m", "error_m")), row
+
+    controls: dict[str, tuple[list[str], Any]] = {
+        "verify": (["verify", "--json"], lambda out: _doc(out)["ok"] is True or _fail(out)),
+        "config show": (["config", "show", "--json"],
+                        lambda out: _doc(out)["tracking"]["model_name"] == MODEL_NAME or _fail(out)),
+        "train": (["train", "--dry-run", "--json", "--epochs", "3"],
+                  lambda out: _doc(out)["settings"]["training"]["epochs"] == 3 or _fail(out)),
+        "runs best": (["runs", "best", "--metric", "val/loss", "-q"], lambda out: out.strip() == a or _fail(out)),
+        "runs list": (["runs", "list", "--json"],
+                      lambda out: {r["run_id"] for r in _doc(out)["runs"]} == set(world.run_ids) or _fail(out)),
+        "runs show": (["runs", "show", b, "--json"],
+                      lambda out: (_doc(out)["run_id"], _doc(out)["run_name"]) == (b, "fuzz-b") or _fail(out)),
+        "runs compare": (["runs", "compare", a, b, "--json"],
+                         lambda out: [r["run_id"] for r in _doc(out)["runs"]] == [a, b] or _fail(out)),
+        "model register": (["model", "register", "--run-id", a, "-q"], lambda out: out == "1\n" or _fail(out)),
+        "model promote": (["model", "promote", "--version", "2", "--stage", "Production", "--dry-run", "--json"],
+                          lambda out: (_doc(out)["version"], _doc(out)["dry_run"], _doc(out)["applied"])
+                          == (2, True, False) or _fail(out)),
+        "model rollback": (["model", "rollback", "--stage", "Staging", "--dry-run", "-q"],
+                           lambda out: out == "2\n" or _fail(out)),
+        "model list": (["model", "list", "--json"],
+                       lambda out: sorted(v["version"] for v in _doc(out)["versions"]) == [1, 2] or _fail(out)),
+        "data synth": (["data", "synth", "--samples", "16", "--out", "fz-control-synth", "--json"],
+                       lambda out: _doc(out)["samples"] == 16 or _fail(out)),
+        "data info": (["data", "info", str(world.dataset), "--json"],
+                      lambda out: _doc(out)["samples"] == 20 or _fail(out)),
+        "data import sigmf": (["data", "import", "sigmf", str(world.sigmf), "--out", "fz-control-sigmf", "--json"],
+                              lambda out: _doc(out)["manifest"]["samples"] == 2 or _fail(out)),
+        "predict": (["predict", world.trained_run, "--dataset", str(world.dataset), "--json"], predict_check),
+        "ui": (["ui", "--tracking-uri", f"http://127.0.0.1:{CLOSED_PORT}", "-q"],
+               lambda out: out.startswith(f"http://127.0.0.1:{CLOSED_PORT}/#/experiments") or _fail(out)),
+    }
+    return controls[command]
+
+
+def _fail(out: str) -> bool:
+    raise AssertionError(f"unexpected stdout:\n{out[-3000:]}")
+
+
+@pytest.mark.parametrize("command", [c for c in COMMANDS
+                                     if c not in ("data import acquisition", *CONTROLLED_ELSEWHERE)])
+def test_known_good_invocation_succeeds(world: FuzzWorld, fuzz_dir: Path, command: str) -> None:
+    """Positive control: the command does work in the fuzz world (exit 0, and the expected stdout)."""
+    argv, check = _known_good(world, command, fuzz_dir)
+    outcome = run(world, fuzz_dir, argv, count_as=f"positive control: {command}")
+    assert outcome.code == 0, "a known-good invocation failed" + outcome.describe()
+    judge(command, outcome)
+    try:
+        check(outcome.stdout)
+    except (AssertionError, KeyError, TypeError, ValueError) as e:
+        raise AssertionError(f"unexpected output ({type(e).__name__}: {e})" + outcome.describe()) from None
+    CONTROLLED.add(command)
+
+
+#: The acquisition store's tables, only the columns heimdall reads (heimdall_cli/data/acquisition.py), with one
+#: completed session of a known source heard by three stations, power only (no IQ objects to fetch).
+ACQUISITION_DB = """
+CREATE SCHEMA heimdall;
+CREATE TABLE heimdall.websdr_stations (id integer PRIMARY KEY, name text NOT NULL, latitude double precision,
+  longitude double precision, altitude_asl integer);
+CREATE TABLE heimdall.known_sources (id integer PRIMARY KEY, latitude double precision, longitude double precision,
+  error_margin_meters double precision);
+CREATE TABLE heimdall.recording_sessions (id uuid PRIMARY KEY, known_source_id integer, session_start timestamptz,
+  status text, uncertainty_meters double precision, celery_task_id text);
+CREATE TABLE heimdall.measurements (id bigint, "timestamp" timestamptz NOT NULL, websdr_station_id integer,
+  recording_session_id uuid, frequency_hz bigint, signal_strength_db double precision, snr_db double precision,
+  frequency_offset_hz double precision, iq_data_location text, iq_data_format text, iq_sample_rate double precision);
+INSERT INTO heimdall.websdr_stations VALUES (1, 'Torino', 45.044, 7.672, 240), (2, 'Genova', 44.395, 8.956, 50),
+  (3, 'Milano-Baggio', 45.478, 9.123, 130);
+INSERT INTO heimdall.known_sources VALUES (1, 45.1, 7.9, 150);
+INSERT INTO heimdall.recording_sessions VALUES ('00000000-0000-4000-8000-000000000001', 1,
+  '2026-11-20 09:00:00+00', 'completed', 500, NULL);
+INSERT INTO heimdall.measurements VALUES
+  (1, '2026-11-20 09:00:01+00', 1, '00000000-0000-4000-8000-000000000001', 145500000, -80.5, 25, 3, NULL, NULL, NULL),
+  (2, '2026-11-20 09:00:01+00', 2, '00000000-0000-4000-8000-000000000001', 145500000, -95, 12, -2, NULL, NULL, NULL),
+  (3, '2026-11-20 09:00:01+00', 3, '00000000-0000-4000-8000-000000000001', 145500000, -99, 8, 1, NULL, NULL, NULL);
+"""
+
+
+@pytest.mark.integration
+def test_known_good_acquisition_import_succeeds(world: FuzzWorld, fuzz_dir: Path) -> None:
+    """Positive control of ``data import acquisition``: a real PostgreSQL database of its own (the fuzzed
+    inputs only ever reach a closed port)."""
+    from tests.services import PostgresDatabase
+    from tests.services.postgres import require_postgres
+
+    require_postgres()
+    db = PostgresDatabase()
+    try:
+        with db.connect() as conn:
+            conn.execute(ACQUISITION_DB)
+        argv = ["data", "import", "acquisition", "--out", "fz-control-acq", "--from-db", db.libpq_uri, "--json"]
+        outcome = run(world, fuzz_dir, argv, count_as="positive control: data import acquisition")
+    finally:
+        db.drop()
+    assert outcome.code == 0, "a known-good invocation failed" + outcome.describe()
+    judge("data import acquisition", outcome)
+    manifest = _doc(outcome.stdout)["manifest"]
+    assert manifest["samples"] == 1 and manifest["source"]["kind"] == "acquisition", outcome.describe()
+    assert [r["name"] for r in manifest["receivers"]] == ["Torino", "Genova", "Milano-Baggio"], outcome.describe()
+    CONTROLLED.add("data import acquisition")
+
+
+def test_every_command_is_fuzzed_or_named_here() -> None:
+    """A new command is fuzzed (COMMANDS, with a positive control) or named in NOT_FUZZED with a reason."""
+    assert sorted(_leaf_commands()) == sorted([*COMMANDS, *NOT_FUZZED])
+
+
 # --------------------------------------------------------------------------- the tests
 
 
@@ -776,3 +1005,12 @@ def test_zz_inputs_tried(capsys: pytest.CaptureFixture[str]) -> None:
         report = {name: {"inputs": n, "exit_codes": dict(EXIT_CODES.get(name, {}))} for name, n in TRIED.items()}
         Path(REPORT_PATH).write_text(json.dumps(report, indent=2, sort_keys=True))
     assert all(count > 0 for count in TRIED.values())
+    # The success side: every command that ran its positive control passed it, and in the fixed (derandomized)
+    # set of inputs every fuzzed command succeeded at least once, except where the fuzz world does not let it
+    # (see FUZZ_NEVER_SUCCEEDS). A command that refused everything would fail here.
+    controls = {k.removeprefix("positive control: ") for k in TRIED if k.startswith("positive control: ")}
+    assert controls <= CONTROLLED, sorted(controls - CONTROLLED)
+    if not RANDOM and EXAMPLES >= 25:
+        never = sorted(c for c in COMMANDS if TRIED[c] and c not in FUZZ_NEVER_SUCCEEDS
+                       and not EXIT_CODES.get(c, Counter())[0])
+        assert not never, f"no fuzzed input of {never} succeeded"

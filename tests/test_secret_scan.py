@@ -27,6 +27,14 @@ the failure paths also with ``-v`` and ``HEIMDALL_DEBUG=1`` (tracebacks). Scanne
 Needles: both canaries raw, URL-encoded (``quote``/``quote_plus``), base64 and hex, and
 the fragment ``Canary`` (a secret folded across two lines of a table is still found).
 Zero hits. The number of places scanned is printed at the end of the module.
+
+Positive controls: zero hits also comes from a scan that misses a kind of place. So a marker that is
+no secret, :data:`PLANTED`, is put into every kind of place the scan reads (a heimdall process's
+stdout and stderr, the training's log file, files under the working folder, an S3 object and a
+checkpoint-like one, an experiment tag, a run's name, param, tag, artifact and dataset input, a
+logged model, a registered model and a version, hence database rows; a process's command line
+in ``ps``; the UI's REST answers), and each test first asserts that its scan found the marker in
+each of its kinds of place, then that no secret was found anywhere.
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -69,6 +78,9 @@ PG_PASSWORD = "Pw-Leak-Canary-7f3a"
 S3_SECRET = "S3-Secret-Canary-91bd"
 CANARIES = {"PostgreSQL password": PG_PASSWORD, "S3 secret": S3_SECRET}
 FRAGMENT = "Canary"  # in both canaries, nowhere else: catches a secret folded or cut by a table
+#: The positive control's marker (no secret, not a needle): planted in every kind of place, it must be found.
+PLANTED = "Planted-Scan-Control-4c2e"
+PLANTED_LABEL = "planted marker"
 HEIMDALL = venv_executable("heimdall")
 NIL_RUN = "0" * 32
 #: Where test_zz_report_places_scanned writes the numbers as JSON (read at import: the autouse
@@ -107,12 +119,13 @@ class Scanner:
 
     places: Counter[str] = field(default_factory=Counter)
     hits: list[Hit] = field(default_factory=list)
+    planted: Counter[str] = field(default_factory=Counter)  # kind of place -> times the PLANTED marker was found
     problems: list[str] = field(default_factory=list)  # unexpected exit codes, tracebacks, …
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def bytes(self, kind: str, where: str, data: bytes) -> None:
         found = []
-        for needle, label in NEEDLES.items():
+        for needle, label in (*NEEDLES.items(), (PLANTED.encode(), PLANTED_LABEL)):  # the marker: the same search
             for variant in (needle, needle.decode().encode("utf-16-le")):
                 start = data.find(variant)
                 if start >= 0:
@@ -120,7 +133,8 @@ class Scanner:
                     found.append(Hit(where, label, excerpt.decode("utf-8", "replace")))
         with self.lock:
             self.places[kind] += 1
-            self.hits += found
+            self.hits += [h for h in found if h.needle != PLANTED_LABEL]
+            self.planted[kind] += any(h.needle == PLANTED_LABEL for h in found)
 
     def problem(self, text: str) -> None:
         with self.lock:
@@ -223,6 +237,16 @@ def heimdall(setup: Setup, *args: str, env: Env | None = None, expect: int | set
 
 
 @contextlib.contextmanager
+def finds_planted(*kinds: str) -> Iterator[None]:
+    """Positive control: the block's scan found the PLANTED marker in each of ``kinds`` (checked first)."""
+    before = Counter(SCANNER.planted)
+    yield
+    missed = [kind for kind in kinds if SCANNER.planted[kind] <= before[kind]]
+    assert not missed, (f"the scan missed the marker planted in: {missed} (it would miss a secret there too); "
+                        f"found in: {sorted(k for k in SCANNER.planted if SCANNER.planted[k] > before[k])}")
+
+
+@contextlib.contextmanager
 def clean(what: str, *, problems: bool = True) -> Iterator[None]:
     """Assert that the block found no secret (and, with ``problems``, no wrong exit code or traceback)."""
     hits, issues = len(SCANNER.hits), len(SCANNER.problems)
@@ -283,6 +307,52 @@ def _clone_run(setup: Setup) -> str:
     tracker.log_artifacts(model_dir, "model")
     tracker.end_run("FINISHED")
     return clone
+
+
+#: The kinds of place test_stores_and_files_hold_no_secret reads, each holding the PLANTED marker (see ``planted``).
+PLANTED_IN_STORES = ("mlflow experiment", "mlflow param", "mlflow tag", "mlflow run info", "mlflow dataset input",
+                     "mlflow logged model", "mlflow registered model", "mlflow model version", "downloaded artifact",
+                     "database row", "S3 object", "checkpoint or model file", "file under the working folder")
+
+
+@pytest.fixture(scope="module")
+def planted(trained: Setup) -> Setup:
+    """Positive controls: the PLANTED marker (no secret) in every kind of place that the ui and store scans read.
+
+    A run named after it in the scanned experiment (param, tag, an artifact, a dataset input), an experiment
+    tag, a logged model, a registered model and a version described by it (so database rows hold it too), an
+    S3 object and a checkpoint-like object under the prefix, files under the working folder (one deep under
+    outputs/, one in UTF-16). Made after the success and failure paths, so none of their answers change.
+    """
+    from mlflow.entities import Dataset, DatasetInput
+
+    s = trained
+    tracker = _tracker(s)
+    client = tracker.client
+    run_id = tracker.start_run(f"planted-{PLANTED}", tags={"planted": PLANTED})
+    tracker.log_params({"planted": PLANTED})
+    folder = s.inputs / "planted-artifact"
+    folder.mkdir()
+    (folder / "planted.txt").write_text(PLANTED)
+    tracker.log_artifacts(folder, "planted")
+    tracker.end_run("FINISHED")
+    client.log_inputs(run_id, datasets=[DatasetInput(Dataset("planted", "0", "local", f"/data/{PLANTED}"))])
+    experiment_id = _experiment_id(s)
+    client.set_experiment_tag(experiment_id, "planted", PLANTED)
+    client.create_logged_model(experiment_id, name="planted", source_run_id=run_id, params={"planted": PLANTED})
+    name = f"{s.prefix}-planted"
+    client.create_registered_model(name, description=PLANTED)
+    client.create_model_version(name, f"{client.get_run(run_id).info.artifact_uri}/planted", run_id=run_id,
+                                description=PLANTED, await_creation_for=0)
+    s3 = s.s3.client()
+    s3.put_object(Bucket=S3_BUCKET, Key=f"{s.prefix}/planted/object.json", Body=json.dumps({"x": PLANTED}).encode())
+    s3.put_object(Bucket=S3_BUCKET, Key=f"{s.prefix}/planted/weights.ckpt",
+                  Body=b"\x80\x02" + PLANTED.encode("utf-16-le") + b"\x00" * 64)
+    deep = s.work / "outputs" / "planted" / "deeper"
+    deep.mkdir(parents=True)
+    (deep / "notes.txt").write_text(f"x {PLANTED} y")
+    (s.work / "planted-utf16.bin").write_bytes(PLANTED.encode("utf-16-le"))
+    return s
 
 
 def test_success_paths_print_no_secret(trained: Setup) -> None:
@@ -349,7 +419,13 @@ def test_success_paths_print_no_secret(trained: Setup) -> None:
         (("data", "info", ds_s3), {}),
         (("data", "info", ds_s3, "--json"), {"env": std_env}),
     ]
-    with clean("success paths"):
+    # Planted (positive controls): a value that config show prints on stdout, a missing config file that the
+    # error names on stderr, a line appended to the training's log file.
+    steps += [(("config", "show", f"training.run_name={PLANTED}"), {}),
+              (("config", "show", "--config", str(s.inputs / f"{PLANTED}.yaml")), {"expect": {2}})]
+    with (s.work / "train.log").open("a") as log:
+        log.write(f"\n{PLANTED}\n")
+    with clean("success paths"), finds_planted("stdout", "stderr", "log file"):
         SCANNER.text("log file", "train.log (`heimdall train … --progress plain --json > train.log 2>&1`)",
                      (s.work / "train.log").read_text())
         for args, kwargs in steps:
@@ -463,9 +539,9 @@ def test_failure_paths_print_no_secret(setup: Setup, s3_auth_server: MotoS3Serve
 # --------------------------------------------------------------------------- ui
 
 
-def test_ui_keeps_secrets_off_command_lines(trained: Setup) -> None:
-    with clean("ui"):
-        _ui(trained)
+def test_ui_keeps_secrets_off_command_lines(planted: Setup) -> None:
+    with clean("ui"), finds_planted("ps output", "process command line", "ui REST answer"):
+        _ui(planted)
 
 
 def _ui(s: Setup) -> None:
@@ -478,12 +554,20 @@ def _ui(s: Setup) -> None:
             assert proc.poll() is None, f"heimdall ui exited {proc.returncode}: {proc.communicate()}"
             assert time.monotonic() < deadline, "the MLflow UI did not come up in 120 s"
             time.sleep(0.5)
-        ps = subprocess.run(["ps", "-eww", "-o", "pid,ppid,args"], capture_output=True, text=True, check=True).stdout
-        SCANNER.text("ps output", "`ps -eww -o pid,ppid,args` while heimdall ui runs", ps)
-        tree = _descendants(proc.pid)
-        assert len(tree) >= 2, tree  # heimdall and the mlflow server it started (and its workers)
-        for pid, cmdline in tree.items():
-            SCANNER.text("process command line", f"/proc/{pid}/cmdline ({cmdline[:70]}…)", cmdline)
+        # Planted: a process with the marker on its command line, seen by ps and by the /proc walk.
+        marked = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)", PLANTED],
+                                  start_new_session=True)
+        try:
+            ps = subprocess.run(["ps", "-eww", "-o", "pid,ppid,args"], capture_output=True, text=True,
+                                check=True).stdout
+            SCANNER.text("ps output", "`ps -eww -o pid,ppid,args` while heimdall ui runs", ps)
+            tree = _descendants(proc.pid)
+            assert len(tree) >= 2, tree  # heimdall and the mlflow server it started (and its workers)
+            for pid, cmdline in {**tree, **_descendants(marked.pid)}.items():
+                SCANNER.text("process command line", f"/proc/{pid}/cmdline ({cmdline[:70]}…)", cmdline)
+        finally:
+            marked.kill()
+            marked.wait()
         api = f"http://127.0.0.1:{port}/api/2.0/mlflow"
         for path, body in ((f"{api}/experiments/search?max_results=100", None),
                            (f"{api}/runs/search", {"experiment_ids": [_experiment_id(s)], "max_results": 100}),
@@ -561,10 +645,10 @@ def _experiment_id(s: Setup) -> str:
 # --------------------------------------------------------------------------- the stores and the files
 
 
-def test_stores_and_files_hold_no_secret(trained: Setup) -> None:
+def test_stores_and_files_hold_no_secret(planted: Setup) -> None:
     """After every command above: MLflow metadata, the whole database, every S3 object, every file."""
-    s = trained
-    with clean("stores and files"):
+    s = planted
+    with clean("stores and files"), finds_planted(*PLANTED_IN_STORES):
         _scan_mlflow(s)
         _scan_database(s)
         _scan_bucket(s)
@@ -653,11 +737,13 @@ def test_zz_report_places_scanned(capsys: pytest.CaptureFixture[str]) -> None:
     width = max(len(k) for k in SCANNER.places)
     lines = ["", f"secret scan (issue 6): {len(INVOCATIONS)} heimdall processes, "
              f"{sum(SCANNER.places.values())} places scanned, {len(SCANNER.hits)} hit(s):"]
-    lines += [f"  {kind:<{width}}  {n:>6}" for kind, n in sorted(SCANNER.places.items())]
+    lines += [f"  {kind:<{width}}  {n:>6}   (planted marker found {SCANNER.planted[kind]}x)"
+              for kind, n in sorted(SCANNER.places.items())]
     with capsys.disabled():  # straight to the terminal, also without -s
         print("\n".join(lines))
     if REPORT_PATH:
-        report = {"places": dict(SCANNER.places), "hits": [h.__dict__ for h in SCANNER.hits],
+        report = {"places": dict(SCANNER.places), "planted_found": dict(SCANNER.planted),
+                  "hits": [h.__dict__ for h in SCANNER.hits],
                   "invocations": INVOCATIONS, "problems": SCANNER.problems}
         Path(REPORT_PATH).write_text(json.dumps(report, indent=2))
     assert not SCANNER.hits, SCANNER.report()

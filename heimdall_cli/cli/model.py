@@ -281,8 +281,9 @@ def export(
 ) -> None:
     """Export a version to ONNX (dynamic batch), check parity with onnxruntime, log it in the source run.
 
-    Input 'spectrograms' float32 [batch, receivers, n_mels, n_frames] (raw log-mel dB); output 'prediction'
-    float32 [batch, 4] = lat_deg, lon_deg, sigma_east_m, sigma_north_m. Parity on real
+    Input 'receivers' float32 [batch, slots, bands*frames + 9] (per receiver: spectrogram dBFS, power, noise,
+    SNR, offset, present, lat, lon, IQ flag, mask); output 'prediction' float32 [batch, 4] = lat_deg, lon_deg,
+    sigma_east_m, sigma_north_m. Parity on real
     samples: |onnx - torch| <= 1e-4 deg (lat/lon) and 1 m + 0.01 % (sigma), else exit 1
     and nothing is logged. -q prints the registered ONNX version (with --register) or
     the runs:/ URI of the logged ONNX model.

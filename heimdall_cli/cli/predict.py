@@ -27,6 +27,9 @@ def predict(
     iq_bucket: Annotated[str, typer.Option(help="Bucket of the acquisition's IQ chunks.")] = "heimdall-raw-iq",
     csv_out: Annotated[bool, typer.Option("--csv", help="Print CSV on stdout (a header, one row per sample).")]
     = False,
+    geojson: Annotated[Path | None, typer.Option("--geojson", help="Also write the predictions to FILE as a GeoJSON "
+                                                 "FeatureCollection (RFC 7946: one Point [lon, lat] each).",
+                                                 metavar="FILE", show_default=False)] = None,
     config: ConfigOpt = None,
     tracking_uri: TrackingUriOpt = None,
     json_out: JsonOpt = False,
@@ -34,9 +37,15 @@ def predict(
 ) -> None:
     """Positions with their 68 % radius (the circle that holds the true position 68 % of the time).
 
+    The input's stations are matched to the model's by name (case, spaces and hyphens
+    aside), else by position within 100 m; how each one was used (name, position, new:
+    read by a set model from its position alone, unmatched: left out) goes to stderr and
+    into --json ("stations").
+
     Exit codes: 0 ok; 2 input that does not match the model (other feature parameters,
-    spectrogram shape) or bad input; 3 backend unreachable; 4 unknown model, version,
-    alias or run. -q prints "lat lon r68_m" per sample.
+    spectrogram shape, none of its stations, a sample with no station it reads) or bad
+    input; 3 backend unreachable; 4 unknown model, version, alias or run. -q prints
+    "lat lon r68_m" per sample.
 
     Examples:
 
@@ -45,6 +54,8 @@ def predict(
       heimdall predict models:/heimdall-localization/3 --dataset data/field-2026-11 --csv > positions.csv
 
       heimdall predict "$RUN" --session 3f2a… --from-db "$ACQ_DB" --json
+
+      heimdall predict models:/heimdall-localization@production --sigmf captures/ --geojson positions.geojson
     """
     from heimdall_cli.errors import ConfigError
     from heimdall_cli.workflows.predict import predict as run_predict
@@ -56,12 +67,25 @@ def predict(
                          storage=tracker.settings.storage, iq_bucket=iq_bucket,
                          timeout_s=tracker.settings.tracking.query_timeout_s)
     rows = [asdict(p) for p in result.predictions]
+    out = make_output(json_out, quiet)
+    _report_matching(out, result)
+    if geojson is not None:
+        import json
+
+        from heimdall_cli.workflows.predict import to_geojson
+
+        try:
+            geojson.write_text(json.dumps(to_geojson(result), indent=1, allow_nan=False) + "\n")
+        except OSError as e:
+            raise ConfigError(f"Cannot write {geojson}: {e.strerror or e}.") from None
+        out.info(f"wrote {len(rows)} prediction(s) to {geojson} (GeoJSON)")
     if csv_out:
         writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]) if rows else ["ref"])
         writer.writeheader()
         writer.writerows(rows)
         return
     data = {"model": result.model, "source": result.source, "count": len(rows), "predictions": rows,
+            "architecture": result.architecture, "stations": [m.to_json() for m in result.stations],
             "ignored_stations": result.ignored_stations, "labelled_error_m_p50": result.labelled_p50_m}
 
     def human(console: Any) -> None:
@@ -76,8 +100,21 @@ def predict(
         console.print(table(f"Predictions of {result.model} ({len(rows)})", columns, body))
         if result.labelled_p50_m is not None:
             console.print(f"median error over the labelled samples: {result.labelled_p50_m / 1000:.1f} km")
-        if result.ignored_stations:
-            console.print(f"stations the model does not know, left out: {', '.join(result.ignored_stations)}")
 
-    make_output(json_out, quiet).result(data, human=human, bare=[f"{p.lat:.6f} {p.lon:.6f} {p.r68_m:.0f}"
-                                                                 for p in result.predictions])
+    out.result(data, human=human, bare=[f"{p.lat:.6f} {p.lon:.6f} {p.r68_m:.0f}" for p in result.predictions])
+
+
+def _report_matching(out: Any, result: Any) -> None:
+    """How each input station was used, on stderr: one line per station; unmatched ones as a warning."""
+    from heimdall_cli.cli.output import escape
+
+    if not out.json_mode:
+        out.info(f"stations ({result.architecture} model):")
+        for m in result.stations:
+            if m.how in ("name", "position"):
+                away = f", {m.distance_m:.0f} m away" if m.how == "position" and m.distance_m is not None else ""
+                out.info(f"  {escape(m.station)} -> {escape(str(m.model_station))} (by {m.how}{away})")
+            elif m.how == "new":
+                out.info(f"  {escape(m.station)}: new to the model, read from its position")
+    if result.ignored_stations:
+        out.warn(f"stations the model does not know, left out: {', '.join(result.ignored_stations)}")

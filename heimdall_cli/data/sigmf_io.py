@@ -4,15 +4,22 @@ The keys heimdall writes and reads (README "SigMF"):
 
 - each recording (``.sigmf-meta`` + ``.sigmf-data``): ``global.core:datatype`` (any complex
   type the ``sigmf`` package reads; heimdall writes ``cf32_le`` or ``ci16_le``),
-  ``global.core:sample_rate``, ``global.core:geolocation`` (GeoJSON Point
-  ``[lon, lat, alt]``: the receiver), ``global.heimdall:station`` (the station's name; the
-  recording's base name when absent), ``captures[0].core:frequency`` (Hz) and
+  ``global.core:sample_rate``, ``core:geolocation`` (GeoJSON Point ``[lon, lat, alt]``: the
+  receiver; read from ``captures[0]`` where the spec prefers it, else ``global``),
+  ``global.heimdall:station`` (the station's name), ``captures[0].core:frequency`` (Hz) and
   ``captures[0].core:datetime``;
 - each collection: ``collection.core:streams`` (the receivers' recordings, with their
   sha512), ``collection.heimdall:transmitter`` (GeoJSON Point ``[lon, lat]``, when known),
   ``collection.heimdall:transmitter_uncertainty_m`` (the label's uncertainty, metres).
 
 The ``heimdall`` namespace is declared in ``core:extensions`` (optional) of both.
+
+SigMF's core has no key for a receiver's name (``core:description`` is free text about
+the recording, ``core:hw`` the hardware), so recordings without ``heimdall:station`` are
+one station when they were made within :data:`~heimdall_cli.data.stations.TOLERANCE_M`
+(100 m) of one another (:mod:`heimdall_cli.data.stations`), named by what their file
+stems share without the transmission's name (``tx0_aquila``, ``tx1_aquila``: ``aquila``),
+else by their position.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from heimdall_cli.data.receivers import Receiver
+from heimdall_cli.data.stations import Sighting, StationTable, identify
 from heimdall_cli.errors import ConfigError
 
 EXTENSION = {"name": "heimdall", "version": "1.0.0", "optional": True}
@@ -39,9 +47,9 @@ _EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 
 @dataclass
 class Recording:
-    """One receiver's recording of a transmission."""
+    """One receiver's recording of a transmission (``station``: the name it gives, None when it gives none)."""
 
-    station: str
+    station: str | None
     lat: float
     lon: float
     alt_m: float
@@ -155,18 +163,37 @@ def _read_recording(folder: Path, name: str) -> Recording:
     except (SigMFError, OSError, ValueError, KeyError, TypeError, json.JSONDecodeError) as e:
         raise ConfigError(f"{meta_path}: unreadable SigMF recording ({_reason(e)}).") from None
     rate = meta.get_global_field("core:sample_rate")
-    geo = meta.get_global_field("core:geolocation")
     captures = meta.get_captures()
-    try:
-        lon, lat = (float(v) for v in geo["coordinates"][:2])
-        alt = float(geo["coordinates"][2]) if len(geo["coordinates"]) > 2 else 0.0
-    except (KeyError, TypeError, ValueError, IndexError):
-        raise ConfigError(f"{meta_path}: no core:geolocation Point: the receiver's position is unknown.") from None
+    lat, lon, alt = _position(meta.get_global_info(), captures, meta_path)
     if rate is None:
         raise ConfigError(f"{meta_path}: no core:sample_rate.")
     frequency = float(captures[0].get("core:frequency", np.nan)) if captures else np.nan
-    station = str(meta.get_global_field(STATION_KEY) or name)
-    return Recording(station, lat, lon, alt, float(rate), frequency, np.asarray(iq, dtype=np.complex64), meta_path)
+    return Recording(_given_name(meta.get_global_info()), lat, lon, alt, float(rate), frequency,
+                     np.asarray(iq, dtype=np.complex64), meta_path)
+
+
+def _given_name(info: dict[str, Any]) -> str | None:
+    name = info.get(STATION_KEY)
+    return (str(name).strip() or None) if name is not None else None
+
+
+def _position(info: dict[str, Any], captures: list[dict[str, Any]], where: Path) -> tuple[float, float, float]:
+    """(lat, lon, alt_m) of the receiver: ``core:geolocation`` of the first capture (where the spec prefers it),
+    else of ``global``; ConfigError naming ``where`` when neither is a GeoJSON Point ``[lon, lat(, alt)]``."""
+    first = captures[0] if captures and isinstance(captures[0], dict) else {}
+    geo = first.get("core:geolocation") or info.get("core:geolocation")
+    try:
+        if geo.get("type") != "Point":
+            raise ValueError(geo.get("type"))
+        coords = [float(v) for v in geo["coordinates"]]
+        lon, lat = coords[:2]
+        alt = coords[2] if len(coords) > 2 else 0.0
+        if not (np.isfinite(coords).all() and -90 <= lat <= 90 and -180 <= lon <= 180):
+            raise ValueError(coords)
+    except (AttributeError, KeyError, TypeError, ValueError, IndexError):
+        raise ConfigError(f"{where}: no core:geolocation Point [lon, lat, alt]: the receiver's position is "
+                          "unknown.") from None
+    return lat, lon, alt
 
 
 def _write_samples(path: Path, iq: NDArray[np.complex64], datatype: str) -> None:
@@ -192,37 +219,61 @@ def _reason(exc: BaseException) -> str:
 
 
 def station_table(collections: list[Path]) -> tuple[tuple[Receiver, ...], dict[Path, str]]:
-    """The stations the collections' recordings name (first position seen), and the collections that cannot be
-    read (path -> reason). Reads only metadata."""
-    stations: dict[str, Receiver] = {}
+    """The stations of the collections' recordings (:func:`stations`), and the collections that cannot be read
+    (path -> reason). Reads only metadata."""
+    table, _, broken = stations(collections)
+    return table.stations, broken
+
+
+def stations(collections: list[Path]) -> tuple[StationTable, dict[Path, str], dict[Path, str]]:
+    """Who recorded what: the station table, each recording's (``.sigmf-meta`` path) station, and the collections that
+    cannot be read (path -> reason). A station is its ``heimdall:station`` name or, unnamed, its position
+    (:func:`heimdall_cli.data.stations.identify`, 100 m). Reads only metadata."""
+    keys: list[Path] = []
+    sightings: list[Sighting] = []
     broken: dict[Path, str] = {}
     for path in collections:
         try:
             info = json.loads(path.read_text())["collection"]
+            found = []
             for stream in info["core:streams"]:
                 meta_path = path.parent / f"{stream['name']}.sigmf-meta"
-                meta = json.loads(meta_path.read_text())["global"]
-                name = str(meta.get(STATION_KEY) or stream["name"])
-                coords = meta["core:geolocation"]["coordinates"]
-                if name not in stations:
-                    alt = float(coords[2]) if len(coords) > 2 else 0.0
-                    stations[name] = Receiver(name, float(coords[1]), float(coords[0]), alt)
-        except (OSError, ValueError, KeyError, TypeError, IndexError) as e:
+                meta = json.loads(meta_path.read_text())
+                lat, lon, alt = _position(meta["global"], meta.get("captures") or [], meta_path)
+                found.append((meta_path, Sighting(
+                    _given_name(meta["global"]), lat, lon, alt, stem=Path(str(stream["name"])).name,
+                    group=path.name.removesuffix(".sigmf-collection"))))
+        except ConfigError as e:
+            broken[path] = f"{path}: not a readable SigMF collection ({e.message})"
+            continue
+        except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError) as e:
             broken[path] = f"{path}: not a readable SigMF collection ({type(e).__name__}: {_reason(e)})."
-    return tuple(stations.values()), broken
+            continue
+        for key, sighting in found:
+            keys.append(key)
+            sightings.append(sighting)
+    table = identify(sightings)
+    return table, dict(zip(keys, table.of, strict=True)), broken
 
 
 def transmissions(collections: list[Path]) -> list[Any]:
-    """The import units of ``collections`` (:class:`heimdall_cli.data.importing.Transmission`), in order."""
+    """The import units of ``collections`` (:class:`heimdall_cli.data.importing.Transmission`), in order; each
+    recording's station as :func:`stations` identifies it over all of ``collections``."""
     from heimdall_cli.data.importing import Capture
     from heimdall_cli.data.importing import Transmission as Unit
 
+    _, station_of, _ = stations(collections)
     units = []
     for path in collections:
         def load(path: Path = path) -> list[Capture]:
             t = read_collection(path)
-            return [Capture(r.station, r.lat, r.lon, r.sample_rate_hz, r.frequency_hz, r.iq, str(r.path))
-                    for r in t.recordings]
+            captures = []
+            for r in t.recordings:
+                station = station_of.get(r.path)
+                if station is None:
+                    raise ConfigError(f"{r.path}: changed since its station was identified; import again.")
+                captures.append(Capture(station, r.lat, r.lon, r.sample_rate_hz, r.frequency_hz, r.iq, str(r.path)))
+            return captures
 
         tx, sigma = _label(path)
         units.append(Unit(path.name.removesuffix(".sigmf-collection"), load, tx, sigma))

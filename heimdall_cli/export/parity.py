@@ -37,7 +37,10 @@ class Parity:
 
 def check_parity(module: Any, model: Any, batch: np.ndarray, columns: list[str],
                  tolerance: Tolerance | None = None) -> Parity:
-    """Run torch and onnxruntime on ``batch`` (whole, and a batch of one); compare per column."""
+    """Run torch and onnxruntime on ``batch`` (whole, and a batch of one); compare per column.
+
+    A non-finite value (NaN, inf) in either output fails the check, even where both agree.
+    """
     import onnxruntime as ort
     import torch
 
@@ -57,9 +60,13 @@ def check_parity(module: Any, model: Any, batch: np.ndarray, columns: list[str],
     for c, name in enumerate(names):
         atol, rtol = tolerance.bounds(name)
         bounds[name] = {"atol": atol, "rtol": rtol}
-        delta = np.abs(got[:, c] - ref[:, c])
+        with np.errstate(invalid="ignore"):  # inf - inf
+            delta = np.abs(got[:, c] - ref[:, c])
         diffs[name] = float(np.nanmax(delta)) if np.isfinite(delta).any() else float("nan")
-        good = np.isclose(got[:, c], ref[:, c], rtol=rtol, atol=atol, equal_nan=True)
+        # NaN or inf on either side is a failure, also where both sides agree on it: a model that
+        # outputs NaN is broken whatever the runtime.
+        finite = np.isfinite(got[:, c]) & np.isfinite(ref[:, c])
+        good = finite & np.isclose(got[:, c], ref[:, c], rtol=rtol, atol=atol, equal_nan=False)
         if not good.all():
             ok = False
             i = int(np.argmin(good))

@@ -132,7 +132,7 @@ def _download_model(tracker: RunTracker, run: RunRecord, record: VersionRecord, 
 
 
 def _input_shape(meta: dict[str, Any], what: str) -> list[int]:
-    """The input tensor shape of the model's signature ([-1, receivers, n_mels, n_frames])."""
+    """The input tensor shape of the model's signature ([-1, slots, bands·frames + 9])."""
     try:
         inputs = json.loads(meta["signature"]["inputs"])
         return [int(d) for d in inputs[0]["tensor-spec"]["shape"]]

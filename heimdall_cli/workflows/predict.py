@@ -3,9 +3,17 @@
 The model comes from the tracker (``models:/NAME@ALIAS``, ``models:/NAME/VERSION``, a run
 id); its metadata carries the feature parameters and station slots it was trained with.
 A dataset made with other feature parameters is refused (exit 2); SigMF and acquisition
-IQ is run through the extractor with the model's own parameters. Inputs are matched to
-the model's slots by station name; stations the model does not know are left out and
-reported.
+IQ is run through the extractor with the model's own parameters.
+
+The input's stations are matched to the model's (:func:`heimdall_cli.data.stations.match`):
+by name, compared without case, spaces and hyphens (``Milano - Baggio`` is
+``Milano-Baggio``), else by position within 100 m (SigMF stations that give no name are
+matched by position only). A slot model (metadata ``architecture``
+``slots``, or none) reads its own stations only: the others are left out and reported; a
+set model (``set``) reads any receiver with a position, so the stations it has not seen
+are used as ``new``. A model that knows none of the input's stations, or a sample left
+with no station the model reads, is refused (exit 2) naming the stations: nothing is
+predicted from an empty input. The matching is part of the result.
 """
 
 from __future__ import annotations
@@ -18,10 +26,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
+from heimdall_cli.data.stations import TOLERANCE_M
 from heimdall_cli.errors import ConfigError, WorkFailed
 
 if TYPE_CHECKING:
+    from heimdall_cli.data.receivers import Receiver
     from heimdall_cli.data.samples import Samples
+    from heimdall_cli.data.stations import Match
     from heimdall_cli.tracking import Tracker
 
 PROBABILITY = 0.68
@@ -50,6 +61,8 @@ class PredictResult:
     source: str
     predictions: list[Prediction]
     ignored_stations: list[str] = field(default_factory=list)
+    stations: list[Match] = field(default_factory=list)  # how each input station was used
+    architecture: str = "slots"
 
     @property
     def labelled_p50_m(self) -> float | None:
@@ -64,10 +77,34 @@ class LoadedModel:
     description: str
     module: Any
     metadata: dict[str, Any]
+    input_shape: list[int] | None = None  # the logged signature's input shape (-1: any)
 
     @property
     def slots(self) -> list[str]:
         return [r["name"] for r in self.metadata.get("receivers", [])]
+
+    @property
+    def receivers(self) -> tuple[Receiver, ...]:
+        from heimdall_cli.data.receivers import receivers_from_json
+
+        return receivers_from_json(self.metadata.get("receivers", []))
+
+    @property
+    def architecture(self) -> str:
+        """``set`` (reads any receiver with a position) or ``slots`` (its own stations; models logged before the
+        key existed)."""
+        return str(self.metadata.get("architecture") or "slots")
+
+    @property
+    def input_tail(self) -> int:
+        """Values after the spectrogram in each packed row: the metadata's ``input_tail``; a model logged before the
+        key existed reads what its network was built for (:data:`~heimdall_cli.data.packing.LEGACY_TAIL` for those
+        older than the IQ column)."""
+        from heimdall_cli.data.packing import LEGACY_TAIL
+
+        if "input_tail" in self.metadata:
+            return int(self.metadata["input_tail"])
+        return int(getattr(getattr(self.module, "net", None), "tail", LEGACY_TAIL))
 
 
 def load_model(tracker: Tracker, reference: str, folder: Path) -> LoadedModel:
@@ -82,38 +119,72 @@ def load_model(tracker: Tracker, reference: str, folder: Path) -> LoadedModel:
     if "pytorch" not in meta.get("flavors", {}) or "features" not in metadata:
         raise WorkFailed(f"{description} is not a heimdall localization model (no feature parameters recorded).",
                          "Use a model logged by heimdall train (the ONNX export is for consumers).")
-    return LoadedModel(description, load_pytorch_model(local, description), metadata)
+    return LoadedModel(description, load_pytorch_model(local, description), metadata, _input_shape(meta))
+
+
+def _input_shape(meta: dict[str, Any]) -> list[int] | None:
+    import json
+
+    try:
+        spec = json.loads((meta.get("signature") or {})["inputs"])[0]["tensor-spec"]
+        return [int(n) for n in spec["shape"]]
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None
 
 
 def predict(tracker: Tracker, reference: str, *, dataset: str | None = None, sigmf: list[Path] | None = None,
             sessions: list[str] | None = None, from_db: str | None = None, storage: Any = None,
             iq_bucket: str = "heimdall-raw-iq", timeout_s: float = 5.0) -> PredictResult:
     """Positions for exactly one kind of input (see the module docstring)."""
+    from heimdall_cli.data.stations import match
+
     given = [x for x in (dataset, sigmf, sessions) if x]
     if len(given) != 1:
         raise ConfigError("Give exactly one input: --dataset, --sigmf or --session (with --from-db).")
     with tempfile.TemporaryDirectory(prefix="heimdall-predict-") as tmp:
         model = load_model(tracker, reference, Path(tmp))
+        if model.architecture not in ("set", "slots"):
+            raise WorkFailed(f"{model.description} has architecture {model.architecture!r}; this heimdall reads "
+                             "'set' and 'slots' models.", "Predict with the heimdall version that trained it.")
         if dataset:
-            samples, names, refs, source, ignored = _from_dataset(model, dataset, storage)
+            got = _from_dataset(model, dataset, storage)
         else:
-            samples, names, refs, source, ignored = _from_recordings(model, sigmf, sessions, from_db, storage,
-                                                                     iq_bucket, timeout_s)
-        packed = _align(model, samples, names)
-        ignored = sorted(set(ignored) | (set(names) - set(model.slots)))
+            got = _from_recordings(model, sigmf, sessions, from_db, storage, iq_bucket, timeout_s)
+        matches = match(got.stations, model.receivers, accept_new=model.architecture == "set", named=got.named)
+        packed = _align(model, got, matches)
         rows = _run(model, packed)
     predictions = []
     radii = r68(rows[:, 2], rows[:, 3]) if len(rows) else []
     for i, (lat, lon, se, sn) in enumerate(rows):
-        true = samples.tx_latlon[i]
-        p = Prediction(refs[i], float(lat), float(lon), float(se), float(sn), float(radii[i]))
+        true = got.samples.tx_latlon[i]
+        p = Prediction(got.refs[i], float(lat), float(lon), float(se), float(sn), float(radii[i]))
         if np.isfinite(true).all():
             from heimdall_cli.data.baselines import errors_m
 
             p.true_lat, p.true_lon = float(true[0]), float(true[1])
             p.error_m = float(errors_m(np.array([[lat, lon]]), true[None])[0])
         predictions.append(p)
-    return PredictResult(model.description, source, predictions, ignored)
+    ignored = sorted(m.station for m in matches if m.how == "unmatched")
+    return PredictResult(model.description, got.source, predictions, ignored, matches, model.architecture)
+
+
+def to_geojson(result: PredictResult) -> dict[str, Any]:
+    """The predictions as an RFC 7946 GeoJSON FeatureCollection: one Point ``[lon, lat]`` (WGS 84) per prediction,
+    with its ref, 68 % radius and σ (metres) and, where known, the true position and the error."""
+    features = []
+    for p in result.predictions:
+        properties: dict[str, Any] = {"ref": p.ref, "r68_m": _number(p.r68_m), "sigma_east_m": _number(p.sigma_east_m),
+                                      "sigma_north_m": _number(p.sigma_north_m)}
+        if p.true_lat is not None and p.true_lon is not None:
+            properties.update(true_lat=_number(p.true_lat), true_lon=_number(p.true_lon), error_m=_number(p.error_m))
+        located = np.isfinite([p.lon, p.lat]).all()  # RFC 7946: an unlocated feature has a null geometry
+        features.append({"type": "Feature", "geometry": {"type": "Point", "coordinates": [p.lon, p.lat]}
+                         if located else None, "properties": properties})
+    return {"type": "FeatureCollection", "features": features}
+
+
+def _number(value: float | None) -> float | None:
+    return float(value) if value is not None and np.isfinite(value) else None  # JSON has no NaN
 
 
 def r68(sigma_east: Any, sigma_north: Any, probability: float = PROBABILITY) -> NDArray[np.float64]:
@@ -132,7 +203,15 @@ def r68(sigma_east: Any, sigma_north: Any, probability: float = PROBABILITY) -> 
     return 0.5 * (lo + hi)
 
 
-Inputs = tuple["Samples", list[str], list[str], str, list[str]]  # samples, slot names, refs, source, ignored
+@dataclass
+class Inputs:
+    """What was read: the samples over the input's own stations, in their order."""
+
+    samples: Samples
+    stations: tuple[Receiver, ...]
+    refs: list[str]
+    source: str
+    named: set[str] | None = None  # the stations the input named (None: all); the others match by position only
 
 
 def _from_dataset(model: LoadedModel, location: str, storage: Any) -> Inputs:
@@ -150,14 +229,13 @@ def _from_dataset(model: LoadedModel, location: str, storage: Any) -> Inputs:
                        f"Dataset {location}", hint=f"Import or generate it with the feature parameters of "
                        f"{model.description} (its run's data.features params).")
     samples = reader.load()
-    names = [r.name for r in reader.manifest.receivers]
-    return samples, names, [f"{location}#{i}" for i in range(len(samples))], location, []
+    return Inputs(samples, tuple(reader.manifest.receivers), [f"{location}#{i}" for i in range(len(samples))],
+                  location)
 
 
 def _from_recordings(model: LoadedModel, sigmf: list[Path] | None, sessions: list[str] | None, from_db: str | None,
                      storage: Any, bucket: str, timeout_s: float) -> Inputs:
     from heimdall_cli.data.importing import Capture, checked, to_samples
-    from heimdall_cli.data.receivers import receivers_from_json
     from heimdall_cli.settings import FeatureSettings
 
     if "kind" in model.metadata["features"]:
@@ -166,7 +244,12 @@ def _from_recordings(model: LoadedModel, sigmf: list[Path] | None, sessions: lis
     if sigmf:
         from heimdall_cli.data import sigmf_io
 
-        units = sigmf_io.transmissions(sigmf_io.find_collections(sigmf))
+        collections = sigmf_io.find_collections(sigmf)
+        table, _, broken = sigmf_io.stations(collections)
+        if broken:
+            raise ConfigError(next(iter(broken.values())), "Fix or remove it.")
+        stations, units = table.stations, sigmf_io.transmissions(collections)
+        named: set[str] | None = {name for name, given in table.named.items() if given}
         source = ", ".join(str(p) for p in sigmf)
     else:
         from heimdall_cli.data.acquisition import Selection, open_source
@@ -176,40 +259,73 @@ def _from_recordings(model: LoadedModel, sigmf: list[Path] | None, sessions: lis
         acquisition = open_source(from_db, Selection(session_ids=list(sessions or [])), storage, bucket=bucket,
                                   timeout_s=timeout_s)
         units, source = acquisition.units, f"{acquisition.uri} sessions {', '.join(sessions or [])}"
+        stations, named = acquisition.stations, None
         if not units:
             raise ConfigError(f"No recorded chunk in session(s) {', '.join(sessions or [])}.")
-    slots = receivers_from_json(model.metadata["receivers"])
-    known = {r.name: r for r in slots}
+    known = {r.name: r for r in stations}
     loaded: list[tuple[Any, list[Capture]]] = []
-    ignored: set[str] = set()
     for unit in units:
         captures = []
         for c in unit.load():
             if isinstance(c, ConfigError):
                 raise c
-            if c.station not in known:
-                ignored.add(c.station)
-                continue
             captures.append(checked(c, known, params))
         loaded.append((unit, captures))
-    samples = to_samples(loaded, slots, params)
-    return samples, [r.name for r in slots], [u.ref for u, _ in loaded], source, sorted(ignored)
+    return Inputs(to_samples(loaded, stations, params), tuple(stations), [u.ref for u, _ in loaded], source, named)
 
 
-def _align(model: LoadedModel, samples: Samples, names: list[str]) -> NDArray[np.float32]:
-    """The packed input in the model's slot order (slots the input lacks stay empty)."""
-    from heimdall_cli.data.packing import pack
+def _align(model: LoadedModel, got: Inputs, matches: list[Match]) -> NDArray[np.float32]:
+    """The packed input the model reads: a slot model's own slots (the matched stations in them, the rest empty);
+    for a set model every station matched or new. ConfigError when the model would read nothing of a sample."""
+    from heimdall_cli.data.packing import for_tail, pack
 
-    packed = pack(samples)
+    samples = got.samples
     bands, frames = int(model.metadata["bands"]), int(model.metadata["frames"])
-    if packed.shape[2] != bands * frames + 8:
+    if samples.spectrograms.shape[2:] != (bands, frames):
         raise ConfigError(f"The input has {samples.spectrograms.shape[2]}x{samples.spectrograms.shape[3]} "
                           f"spectrograms; {model.description} reads {bands}x{frames}.")
-    out = np.zeros((len(samples), len(model.slots), packed.shape[2]), np.float32)
-    for s, name in enumerate(model.slots):
-        if name in names:
-            out[:, s] = packed[:, names.index(name)]
+    try:
+        packed = for_tail(pack(samples), model.input_tail)
+    except ValueError as e:
+        raise WorkFailed(f"{model.description}: {e} (metadata input_tail {model.input_tail}).",
+                         "Predict with the heimdall version that trained it.") from None
+    used = [i for i, m in enumerate(matches) if m.how != "unmatched"]
+    if not used:
+        raise ConfigError(
+            f"{model.description} knows none of the input's stations ({_names(m.station for m in matches)}); "
+            f"it reads {_names(model.slots)}.",
+            "Name the stations as the model does (heimdall:station), or record their positions (core:geolocation) "
+            f"within {TOLERANCE_M:g} m of the model's.")
+    if model.architecture == "set":
+        out = packed[:, used]
+        fixed = model.input_shape[1] if model.input_shape and len(model.input_shape) == 3 else -1
+        if fixed > 0 and out.shape[1] > fixed:  # exported for a fixed number of receivers (torch.export)
+            raise ConfigError(f"{model.description} was logged for at most {fixed} receivers (its signature); the "
+                              f"input has {out.shape[1]} stations: {_names(matches[i].station for i in used)}.",
+                              "Log the set model with a dynamic receiver axis (signature shape [-1, -1, width]).")
+        if fixed > 0 and out.shape[1] < fixed:  # empty tokens (mask 0) change nothing for a set model
+            out = np.concatenate([out, np.zeros((len(out), fixed - out.shape[1], out.shape[2]), np.float32)], axis=1)
+    else:
+        slot = {name: s for s, name in enumerate(model.slots)}
+        out = np.zeros((len(samples), len(model.slots), packed.shape[2]), np.float32)
+        for i in used:
+            out[:, slot[str(matches[i].model_station)]] = packed[:, i]
+    mask = out[..., -1] > 0.5
+    empty = np.flatnonzero(~mask.any(axis=1))
+    if len(empty):
+        examples = "; ".join(f"{got.refs[n]} (recorded by: "
+                             f"{_names(got.stations[s].name for s in np.flatnonzero(samples.rx_mask[n])) or 'none'})"
+                             for n in empty[:3])
+        more = f" and {len(empty) - 3} more" if len(empty) > 3 else ""
+        raise ConfigError(
+            f"{len(empty)} sample(s) have no station {model.description} reads, and would be predicted from an "
+            f"empty input: {examples}{more}.",
+            "Leave them out of the input, or use a model that knows their stations.")
     return out
+
+
+def _names(names: Any) -> str:
+    return ", ".join(str(n) for n in names)
 
 
 def _run(model: LoadedModel, packed: NDArray[np.float32]) -> NDArray[np.float64]:

@@ -211,7 +211,8 @@ def test_export_onnx_parity_log_register(world, tmp_path):
                      "--output", str(tmp_path / "m.onnx"), "--json"))
     assert_schema(data, EXPORT_SCHEMA)
     assert data["model_uri"] == f"runs:/{world.run_id}/onnx" and data["parity"]["ok"]
-    assert data["input"] == {"name": "receivers", "dtype": "float32", "shape": ["batch", 7, 32 * 32 + 8]}
+    _assert_file_matches_torch(tmp_path / "m.onnx", world)  # heimdall's parity.ok is not taken on trust
+    assert data["input"] == {"name": "receivers", "dtype": "float32", "shape": ["batch", 7, 32 * 32 + 9]}
     assert data["output"]["shape"] == ["batch", 4]
     assert data["output"]["columns"] == ["lat_deg", "lon_deg", "sigma_east_m", "sigma_north_m"]
     assert "synthetic world" in data["samples_source"] and data["parity"]["batch_sizes"] == [64, 1]
@@ -256,6 +257,43 @@ def test_export_onnx_parity_log_register(world, tmp_path):
     # Exporting again is idempotent in the registry.
     again = _ok(cli("model", "export", "--format", "onnx", "--version", "1", "--register", "-q"))
     assert again == "1\n"
+
+
+def _assert_file_matches_torch(path, world) -> None:
+    """Parity recomputed here from the ``--output`` file, not taken from heimdall's ``parity.ok``.
+
+    onnxruntime on the written file against the torch model the version was registered from,
+    on inputs of the test's own choosing: every value finite (NaN == NaN is no parity), lat/lon
+    within 1e-4 deg, sigma within 1 m + 0.01 %, and the torch outputs themselves plausible
+    (inside the synthetic world's area, positive sigmas).
+    """
+    import mlflow.pytorch
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+
+    from heimdall_cli.data.synth import example_input
+    from heimdall_cli.settings import WorldSettings
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    module = mlflow.pytorch.load_model(str(world.model_dir))  # a torch.export program: no .eval()
+    x = example_input(24, 7)
+    with torch.no_grad():
+        expected = module(torch.from_numpy(x)).double().numpy()
+    got = session.run(None, {"receivers": x})[0].astype(np.float64)
+    assert got.shape == expected.shape == (24, 4)
+    assert np.isfinite(expected).all(), expected
+    assert np.isfinite(got).all(), got
+    assert np.abs(got[:, :2] - expected[:, :2]).max() <= 1e-4, np.abs(got - expected).max(axis=0)
+    assert (np.abs(got[:, 2:] - expected[:, 2:]) <= 1.0 + 1e-4 * np.abs(expected[:, 2:])).all(), \
+        np.abs(got - expected).max(axis=0)
+    area = WorldSettings()
+    (lat0, lat1), (lon0, lon1) = area.lat_range, area.lon_range
+    margin = 1.0  # degrees: an undertrained model may stray somewhat outside the area, not across the globe
+    assert ((lat0 - margin <= expected[:, 0]) & (expected[:, 0] <= lat1 + margin)).all(), expected[:, 0]
+    assert ((lon0 - margin <= expected[:, 1]) & (expected[:, 1] <= lon1 + margin)).all(), expected[:, 1]
+    assert (expected[:, 2:] > 0).all(), expected[:, 2:]
+    assert np.ptp(expected[:, 0]) > 0 or np.ptp(expected[:, 1]) > 0, "the same answer for every input"
 
 
 def test_export_parity_failure_logs_nothing(sqlite_only, monkeypatch):

@@ -129,3 +129,18 @@ def write_v1_dataset(root: Path, n: int, seed: int, world: WorldSettings) -> Any
         "receivers": receivers_to_json(RECEIVERS),
         "content_hash": hashlib.sha256(f"{digest}\n".encode()).hexdigest()}))
     return batch
+
+
+V1_FIXTURE = Path(__file__).parent / "fixtures" / "v1-dataset"
+
+
+@pytest.fixture
+def v1_dataset(tmp_path: Path) -> Path:
+    """A copy of the checked-in version-1 dataset (``fixtures/v1-dataset``, bytes frozen: see fixtures/README.md).
+
+    Unlike :func:`write_v1_dataset`, nothing here is made by today's code: the test reads what an
+    old heimdall wrote. A copy, so no test can change the checked-in files.
+    """
+    import shutil
+
+    return Path(shutil.copytree(V1_FIXTURE, tmp_path / "v1-dataset"))

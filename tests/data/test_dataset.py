@@ -108,13 +108,64 @@ def test_unlabelled_samples_are_left_out_of_the_splits(settings, tmp_path):
     assert np.isfinite(splits.train.tx_latlon).all()
 
 
-def test_a_version_1_dataset_still_splits_for_training(tmp_path, small_world):
-    from tests.data.conftest import write_v1_dataset
+#: Values read once from the checked-in version-1 dataset (tests/data/fixtures/v1-dataset, seed 2).
+V1_RECEIVERS = {0: ("Aquila di Giaveno", 45.02, 7.29), 2: ("Torino", 45.044, 7.672),
+                6: ("Milano-Baggio", 45.478, 9.123)}
+V1_TX_LATLON = {0: (45.8715775829, 7.630372437), 1: (44.2933077367, 7.7120522634), 59: (45.0052479005, 8.4157759342)}
+V1_RX_POWER_0 = [-83.797035, -79.85822, -78.08277, -87.93389, -96.85512, -100.2709, -89.49719]
 
-    write_v1_dataset(tmp_path / "v1", 120, 2, small_world)
-    splits = build_splits(DataSettings(source=str(tmp_path / "v1"), seed=1))
+
+def test_a_version_1_dataset_still_splits_for_training(v1_dataset):
+    """Bytes an old heimdall wrote (checked in, not made by today's code) still read and split for training."""
+    import zipfile
+
+    from heimdall_cli.data.store import open_dataset
+
+    reader = open_dataset(str(v1_dataset))
+    assert reader.manifest.version == 1 and len(reader) == 60
+    assert reader.manifest.features == {"kind": "analytic-v1"} and reader.manifest.world.version == 1
+    for i, (name, lat, lon) in V1_RECEIVERS.items():
+        r = reader.manifest.receivers[i]
+        assert (r.name, r.lat, r.lon) == (name, lat, lon)
+    s = reader.load()
+    assert s.spectrograms.shape == (60, 7, 8, 8)
+    with zipfile.ZipFile(v1_dataset / "shard-00000.npz") as zf:  # the raw members, read without heimdall
+        assert sorted(zf.namelist()) == sorted(f"{k}.npy" for k in
+                                               ("spectrograms", "rx_power_dbm", "tx_latlon", "heard", "tx_power_dbm"))
+    with np.load(v1_dataset / "shard-00000.npz") as raw:
+        np.testing.assert_array_equal(s.tx_latlon, raw["tx_latlon"])
+        np.testing.assert_array_equal(s.spectrograms, raw["spectrograms"])
+        np.testing.assert_array_equal(s.scalars[..., 0], raw["rx_power_dbm"])  # power_db is the v1 power
+        np.testing.assert_array_equal(s.tx_power_dbm, raw["tx_power_dbm"])
+        assert raw["heard"].all()
+    for i, latlon in V1_TX_LATLON.items():
+        np.testing.assert_allclose(s.tx_latlon[i], latlon, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(s.scalars[0, :, 0], V1_RX_POWER_0, rtol=0, atol=1e-4)
+    assert s.tx_power_dbm[0] == pytest.approx(38.57891, abs=1e-4)
+    np.testing.assert_allclose(s.spectrograms[0, 0, 0, :3], [23.555328, 25.18039, 11.177826], atol=1e-5)
+    for i, (_, lat, lon) in V1_RECEIVERS.items():  # every sample was heard at every receiver, where it stands
+        np.testing.assert_allclose(s.rx_latlon[:, i], np.broadcast_to([lat, lon], (60, 2)))
+    assert s.rx_mask.all() and (s.scalars[..., 4] == 1).all()
+
+    splits = build_splits(DataSettings(source=str(v1_dataset), seed=1))
     assert splits.features == {"kind": "analytic-v1"} and splits.world.version == 1
+    assert (len(splits.train), len(splits.val), len(splits.test)) == (48, 6, 6)
     assert (splits.layout.bands, splits.layout.frames, splits.slots) == (8, 8, 7)
+    assert splits.origin == pytest.approx((44.966, 8.160571428571428))  # the receivers' centre
     assert splits.train[0]["receivers"].shape == (7, 8 * 8 + TAIL)
+    every = np.concatenate([splits.train.tx_latlon, splits.val.tx_latlon, splits.test.tx_latlon])
+    assert sorted(map(tuple, every)) == sorted(map(tuple, s.tx_latlon))  # each labelled sample in one split
+    checked = 0
+    for split in (splits.train, splits.val, splits.test):
+        for k in range(len(split)):
+            sample = int(split.indices[k])
+            if sample in V1_TX_LATLON:
+                item = split[k]
+                np.testing.assert_allclose(item["tx_latlon"].numpy(), V1_TX_LATLON[sample], atol=1e-9)
+                # The label in local km round-trips to the fixture's latitude/longitude (within a metre).
+                back = splits.to_latlon(item["y"].numpy()[None].astype(np.float64))
+                assert errors_m(back, np.array([V1_TX_LATLON[sample]]))[0] < 1.0
+                checked += 1
+    assert checked == len(V1_TX_LATLON)
     # Named feature settings do not refuse it: analytic features have no extractor parameters to compare.
-    assert build_splits(DataSettings(source=str(tmp_path / "v1")), features_explicit=True).slots == 7
+    assert build_splits(DataSettings(source=str(v1_dataset)), features_explicit=True).slots == 7

@@ -20,7 +20,7 @@ from heimdall_cli.data.features import SCALARS
 from heimdall_cli.data.store import open_dataset
 
 _CANDIDATES = [os.environ.get("HEIMDALL_POWDER_DIR", ""), "/work/shared/data/powder-462mhz",
-               str(Path(__file__).resolve().parents[2] / "shared" / "data" / "powder-462mhz")]
+               str(Path(__file__).resolve().parents[3] / "shared" / "data" / "powder-462mhz")]
 POWDER = next((Path(p) for p in _CANDIDATES if p and (Path(p) / "single_tx.csv").is_file()), None)
 pytestmark = pytest.mark.skipif(POWDER is None, reason="the POWDER data is not on disk")
 

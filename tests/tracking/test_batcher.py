@@ -72,7 +72,7 @@ def test_without_flush_points_are_sent_after_the_interval(make):
     backend = Backend()
     batcher = make(backend, interval=0.1)
     batcher.add(points(5))
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 30  # a bound against a hang, not a timing target
     while batcher.pending and time.monotonic() < deadline:
         time.sleep(0.02)
     assert backend.delivered == points(5)
@@ -82,32 +82,51 @@ def test_a_full_batch_is_sent_without_waiting_for_the_interval(make):
     backend = Backend()
     batcher = make(backend, interval=60.0)
     batcher.add(points(MAX_BATCH))
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 30  # a bound against a hang, not a timing target
     while not backend.batches and time.monotonic() < deadline:
         time.sleep(0.02)
     assert len(backend.batches) == 1 and len(backend.batches[0]) == MAX_BATCH
 
 
 def test_flush_sends_at_once(make):
+    # An hour's interval: a flush that waited for it would raise TimeoutError after 30 s. No wall-time bound
+    # below that (how long a flush takes is bench/bench_batcher.py's number).
     backend = Backend()
-    batcher = make(backend, interval=60.0)
+    batcher = make(backend, interval=3600.0)
     for round_ in range(3):
         batcher.add(points(3, start=3 * round_))
-        start = time.monotonic()
-        batcher.flush(timeout=10)
-        assert time.monotonic() - start < 1.0  # not the 60 s interval
-    assert backend.delivered == points(9)
+        batcher.flush(timeout=30)
+        assert backend.delivered == points(3 * (round_ + 1))
+    assert [len(b) for b in backend.batches] == [3, 3, 3]  # one send per flush, none held back
 
 
 def test_add_never_waits_for_a_slow_backend(make):
-    backend = Backend(delay=0.5)
+    """add() returns while a send is stuck in the backend (no wall-time bound: that is bench/bench_batcher.py)."""
+    backend = Backend()
+    backend.gate.clear()  # every send blocks until the gate opens
     batcher = make(backend, interval=0.01)
-    start = time.monotonic()
-    for i in range(2000):
-        batcher.add(points(1, start=i))
-    assert time.monotonic() - start < 0.5
-    batcher.flush(timeout=30)
-    assert backend.delivered == points(2000)
+    batcher.add(points(1))
+    deadline = time.monotonic() + 60
+    while not backend.attempts:  # the worker is now inside the backend call, blocked
+        assert time.monotonic() < deadline, "the worker never tried to send"
+        time.sleep(0.01)
+    added = threading.Event()
+
+    def add_more() -> None:
+        for i in range(1, 2001):
+            batcher.add(points(1, start=i))
+        added.set()
+
+    adder = threading.Thread(target=add_more, daemon=True)
+    adder.start()
+    finished = added.wait(timeout=30)  # a hang means add() waits for the blocked send
+    still_blocked, queued = not backend.batches, batcher.pending
+    backend.gate.set()
+    adder.join(timeout=60)
+    assert finished and still_blocked, "add() waited for the backend"
+    assert queued == 2001  # all queued (one in flight), none sent: the backend was still stuck
+    batcher.flush(timeout=60)
+    assert backend.delivered == points(2001)
 
 
 def test_transient_failures_are_retried_with_backoff(make):
@@ -143,7 +162,7 @@ def test_queued_points_reach_a_recovered_backend_without_a_flush(make):
     backend.down = True
     batcher = make(backend, interval=0.05, retries=0)
     batcher.add(points(20))
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 30  # a bound against a hang, not a timing target
     while len(backend.attempts) < 2 and time.monotonic() < deadline:
         time.sleep(0.01)
     assert len(backend.attempts) >= 2  # the worker keeps trying on its own

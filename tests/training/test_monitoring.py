@@ -28,23 +28,39 @@ def test_gpu_metric_names_carry_the_runs_device_ordinal():
     assert sampler._rename("cpu_utilization_percentage") == "cpu_utilization_percentage"
 
 
+def _wait_until(condition, timeout_s: float = 30.0) -> None:
+    """Poll ``condition`` until it holds; a busy 2-core box may be slow, so only a hang fails."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {timeout_s} s"
+        time.sleep(0.02)
+
+
 def test_sampler_logs_mlflow_named_system_metrics_and_survives_a_dead_sink():
+    # No wall-time bound here (how often it samples is bench/bench_batcher.py's number): the thread must
+    # sample on its own, with consecutive steps from start_step.
     got: list[tuple[int, dict[str, float]]] = []
     sampler = SystemSampler(lambda m, s: got.append((s, dict(m))), 0.1, gpus=[GpuRef(0, 0)], start_step=7)
     sampler.start()  # no NVML on this box: the GPU collector is skipped, the rest flows
-    time.sleep(0.35)
-    sampler.stop()
-    assert [s for s, _ in got] == list(range(7, 7 + len(got))) and len(got) >= 2
+    _wait_until(lambda: len(got) >= 2)  # two samples from the thread itself, before any stop()
+    sampler.stop()  # plus the final sample
+    assert [s for s, _ in got] == list(range(7, 7 + len(got))) and len(got) >= 3
     assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes",
             "system/disk_usage_percentage", "system/network_receive_megabytes"} <= got[-1][1].keys()
 
+    calls: list[int] = []
+
     def dead(metrics, step):
+        calls.append(step)
         raise ConnectionError("backend gone")
 
     quiet = SystemSampler(dead, 0.05)
     quiet.start()
-    time.sleep(0.2)
+    _wait_until(lambda: calls)
+    time.sleep(0.3)  # six more intervals: a sampler that kept trying would call again
+    tries = len(calls)
     quiet.stop()  # no exception, no retry storm: the first failure ends the sampling
+    assert tries == 1, calls
     assert quiet.samples == 0
 
 

@@ -6,6 +6,7 @@ import re
 import shutil
 import signal
 
+import numpy as np
 import pytest
 
 from tests.training.conftest import TINY, client, history, local_env, run_heimdall, train_with_fault
@@ -36,6 +37,7 @@ def test_sigterm_saves_a_checkpoint_marks_killed_and_resume_finishes_without_dup
     assert "checkpoints/last.ckpt" in [a.path for a in c.list_artifacts(run_id, "checkpoints")]
     killed_steps = _keys_without_duplicates(c, run_id)["train/loss"]
     assert killed_steps == list(range(len(killed_steps))), "no metric lost before the stop"
+    before = [v for _, v in history(c, run_id, "train/loss")]
 
     shutil.rmtree(tmp_path / "outputs")  # resume on another box: the checkpoint comes from the store
     resumed = run_heimdall(["train", *TINY, "--epochs", "3", "--resume", run_id, "--json", "--progress", "none"],
@@ -48,6 +50,20 @@ def test_sigterm_saves_a_checkpoint_marks_killed_and_resume_finishes_without_dup
     assert steps["train/loss"] == list(range(total)), "steps continue: no gap, no duplicate"
     assert len(steps["val/loss"]) == 3
     assert c.get_run(run_id).info.status == "FINISHED"
+    # The weights came back, not only the counters: the first loss after the resume is where training had got
+    # to, far from the loss of the untrained model at step 0 (fresh weights, from the same seed, would start
+    # there again). Observed: step 0 about 22 (7.0 with a later head), 5.2-5.9 over the 5 steps before the stop
+    # (spread about 0.1), and 5.2-5.5 right after the resume.
+    after = [v for _, v in history(c, run_id, "train/loss")]
+    assert after[:len(before)] == before, "the points logged before the stop are kept as they were"
+    first_after, at_start = after[len(before)], before[0]
+    trained, noise = float(np.mean(before[-5:])), float(np.std(before[-5:]))
+    gap = at_start - trained
+    losses = (f"step 0 {at_start:.3f}, last 5 before the stop {[round(v, 3) for v in before[-5:]]}, "
+              f"first after the resume {first_after:.3f}")
+    assert gap > 4 * noise, "step 0 must be far above the trained loss for this check to mean anything: " + losses
+    assert abs(first_after - trained) < max(3 * noise, 0.25 * gap), "the resume lost the trained weights: " + losses
+    assert first_after < trained + 0.5 * gap, "the resume started from untrained weights: " + losses
 
 
 def test_resume_of_an_unknown_run_is_not_found(tmp_path):
