@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from heimdall_cli.settings import Settings
     from heimdall_cli.tracking import Tracker
 
-BEST_MONITORS = {"val/loss": "min", "val/error_m_p50": "min", "val/error_m_mean": "min"}
+BEST_MONITORS = {"val/loss": "min", "val/error_m_p50": "min"}
 
 
 @dataclass
@@ -75,7 +75,8 @@ def build_trainer(
     graceful = GracefulStop(run_dir / "checkpoints" / "last.ckpt")
     share = ShareRunId()
     callbacks: list[Any] = [checkpoint, LearningRateMonitor(logging_interval="epoch"),
-                            BestMetrics(BEST_MONITORS), ProgressCounters(view), Throughput(), graceful, share]
+                            BestMetrics({**BEST_MONITORS, t.monitor: "min"}), ProgressCounters(view), Throughput(),
+                            graceful, share]
     system = None
     if tracker is not None and settings.tracking.system_metrics:
         system = SystemMetrics(tracker, settings.tracking.system_metrics_interval_s,
