@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import ast
 import csv
-import hashlib
 import math
 import re
 from collections.abc import Callable
@@ -41,6 +40,7 @@ from typing import Any
 
 from heimdall_cli.data.importing import Capture, Transmission
 from heimdall_cli.data.receivers import Receiver
+from heimdall_cli.data.shards import sha256_file
 from heimdall_cli.errors import ConfigError
 
 LAYOUTS = ("wide", "long")
@@ -179,14 +179,6 @@ def _time(value: Any, where: str, column: str) -> str | None:
 
 
 # --------------------------------------------------------------------------- files
-
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def table_format(path: Path, fmt: str = "auto") -> str:
@@ -411,10 +403,10 @@ def read_table(spec: TableSpec) -> Table:
     if not units:
         raise ConfigError(f"{spec.path} holds no data row.")
     source: dict[str, Any] = {
-        "kind": "table", "file": str(spec.path), "sha256": sha256_of(spec.path), "format": rows.fmt,
+        "kind": "table", "file": str(spec.path), "sha256": sha256_file(spec.path), "format": rows.fmt,
         "layout": spec.layout, "columns": reader.mapping(),
         "receivers_file": None if spec.receivers_file is None else {
-            "path": str(spec.receivers_file), "sha256": sha256_of(spec.receivers_file)},
+            "path": str(spec.receivers_file), "sha256": sha256_file(spec.receivers_file)},
         "not_heard": spec.not_heard, "no_position": list(spec.no_position), "frequency_hz": spec.frequency_hz,
         "tx_sigma_m": spec.tx_sigma_m, "limit": spec.limit, "transmissions": len(units),
     }
