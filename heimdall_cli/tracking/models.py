@@ -22,10 +22,15 @@ def pinned_requirements(*packages: str) -> list[str]:
 
 
 def save_pytorch_model(model: Any, path: str | Path, *, input_example: Any, signature: Any = None,
-                       metadata: Mapping[str, Any] | None = None) -> Path:
-    """Save ``model`` locally with the ``mlflow.pytorch`` flavour (signature, input example)."""
+                       metadata: Mapping[str, Any] | None = None, dynamic_axes: tuple[int, ...] = ()) -> Path:
+    """Save ``model`` locally with the ``mlflow.pytorch`` flavour (signature, input example).
+
+    ``dynamic_axes``: input axes besides the batch that take any size (-1 in the inferred signature, so the
+    exported program keeps them dynamic).
+    """
     import mlflow.pytorch
-    from mlflow.models import infer_signature
+    from mlflow.models import ModelSignature, infer_signature
+    from mlflow.types.schema import Schema, TensorSpec
 
     if signature is None:
         import torch
@@ -33,6 +38,10 @@ def save_pytorch_model(model: Any, path: str | Path, *, input_example: Any, sign
         with torch.no_grad():
             output = model(torch.as_tensor(input_example)).numpy()
         signature = infer_signature(input_example, output)
+        if dynamic_axes:
+            spec = signature.inputs.inputs[0]
+            shape = tuple(-1 if i in dynamic_axes else d for i, d in enumerate(spec.shape))
+            signature = ModelSignature(Schema([TensorSpec(spec.type, shape)]), signature.outputs)
     with translated("Saving the model"):
         mlflow.pytorch.save_model(model, str(path), signature=signature, input_example=input_example,
                                   pip_requirements=pinned_requirements("torch", "mlflow", "numpy"),

@@ -141,15 +141,9 @@ def _log_model(prep: Prepared) -> str:
         deployed(torch.from_numpy(raw))
     folder = prep.parts.run_dir / "model"
     shutil.rmtree(folder, ignore_errors=True)
-    signature = None
-    if prep.settings.training.architecture == "set":  # any number of receivers: a dynamic receiver axis
-        from mlflow.models import ModelSignature, infer_signature
-        from mlflow.types.schema import Schema, TensorSpec
-
-        with torch.no_grad():
-            outputs = infer_signature(raw, deployed(torch.from_numpy(raw)).numpy()).outputs
-        signature = ModelSignature(Schema([TensorSpec(np.dtype(np.float32), (-1, -1, raw.shape[2]))]), outputs)
-    save_pytorch_model(deployed, folder, input_example=raw, signature=signature, metadata={
+    # a set model takes any number of receivers: its receiver axis is dynamic
+    dynamic = (1,) if prep.settings.training.architecture == "set" else ()
+    save_pytorch_model(deployed, folder, input_example=raw, dynamic_axes=dynamic, metadata={
         "outputs": list(OUTPUT_COLUMNS), "input": INPUT_LAYOUT, "receivers": receivers_to_json(splits.receivers),
         "slots": splits.slots, "bands": splits.layout.bands, "frames": splits.layout.frames,
         "input_tail": TAIL, "architecture": prep.settings.training.architecture,
