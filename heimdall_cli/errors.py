@@ -1,6 +1,6 @@
 """The one exception hierarchy. Each class carries the exit code the CLI returns.
 
-Exit codes (DESIGN.md): 0 ok, 1 work failed, 2 usage/configuration, 3 backend
+Exit codes: 0 ok, 1 work failed, 2 usage/configuration, 3 backend
 unreachable or refused, 4 not found, 130 interrupted.
 """
 

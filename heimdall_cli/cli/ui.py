@@ -22,7 +22,7 @@ def ui(
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Start the MLflow UI for the configured backend (the seed's "View Results" step).
+    """Start the MLflow UI for the configured backend.
 
     Credentials reach the UI process through its environment, never its command line
     (which `ps` shows). Stop it with Ctrl+C. stdout gets the UI's URL (-q: only that;

@@ -1,6 +1,6 @@
-"""The WebSDR receiver network (DOMAIN.md): seven stations in Piedmont, Liguria and Lombardy.
+"""The WebSDR receiver network: seven stations in Piedmont, Liguria and Lombardy.
 
-Coordinates are the ones DOMAIN.md lists. Only Aquila's altitude (~600 m ASL) is
+Coordinates are the stations' published positions. Only Aquila's altitude (~600 m ASL) is
 given there; the other altitudes are approximate town elevations, recorded for
 completeness. The propagation model works on ground distance and ignores altitude.
 """

@@ -156,7 +156,7 @@ class StorageSettings(Section):
 
 
 class TrainingSettings(Section):
-    """Model and optimisation. Defaults are the seed's production values."""
+    """Model and optimisation. Defaults are the production values."""
 
     backbone: str = Field("convnext_large", description="timm model name (CONVNEXT_LARGE also works).")
     pretrained: bool = Field(True, description="Start from pretrained weights.")

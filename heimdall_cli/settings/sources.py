@@ -1,6 +1,6 @@
 """The layers settings are read from, in one list: :func:`layers` (lowest precedence first).
 
-Precedence, highest first (DESIGN.md): command-line flags > environment (``HEIMDALL_…``
+Precedence, highest first: command-line flags > environment (``HEIMDALL_…``
 with ``__`` nesting, then the standard ``MLFLOW_TRACKING_URI``, ``MLFLOW_S3_ENDPOINT_URL``,
 ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``) > ``.env`` > ``--config FILE`` (YAML
 or JSON) > defaults.

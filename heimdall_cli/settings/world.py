@@ -26,17 +26,17 @@ class WorldSettings(Section):
                       "noise figure, LO error (and random placements). data.seed draws the transmissions.")
     field_seed: int = Field(0, ge=0, description="The terrain: the fixed shadowing field. Another value is another "
                             "terrain under the same network (the sim-to-real check uses field_seed + 1).")
-    frequency_mhz: float = Field(145.0, gt=0, description="Carrier frequency (2 m band, DOMAIN.md).")
+    frequency_mhz: float = Field(145.0, gt=0, description="Carrier frequency (2 m band).")
     path_loss_exponent: float = Field(2.5, ge=1.5, le=5, description="Log-distance path-loss exponent "
-                                      "(2.0-3.5 covers terrain and clutter, DOMAIN.md).")
+                                      "(2.0-3.5 covers terrain and clutter).")
     shadowing_db: float = Field(6.0, ge=0, description="Log-normal shadowing σ per link, dB (4-8 dB measured for "
-                                "macro links; DOMAIN.md).")
+                                "macro links).")
     shadowing_correlation_m: float = Field(500.0, gt=0, description="Decorrelation distance of the shadowing "
                                            "field, exponential model (Gudmundson 1991: about 500 m, suburban).")
     tx_power_dbm: tuple[float, float] = Field((30.0, 40.0), description="Transmit power range, dBm (1-10 W "
-                                              "handhelds and mobiles, DOMAIN.md).")
+                                              "handhelds and mobiles).")
     noise_floor_dbm: float = Field(-120.0, description="Mean receiver noise floor in a 12.5 kHz channel, dBm "
-                                   "(thermal -133 dBm plus noise figure, DOMAIN.md).")
+                                   "(thermal -133 dBm plus noise figure).")
     noise_figure_spread_db: float = Field(2.0, ge=0, description="σ of the stations' noise floors around the "
                                           "mean, dB (SDR front ends 1-6 dB NF, with and without preamplifier).")
     gain_spread_db: float = Field(3.0, ge=0, description="σ of the stations' system gain (antenna gain minus "

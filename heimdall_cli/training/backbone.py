@@ -10,7 +10,7 @@ from heimdall_cli.errors import ConfigError
 
 
 def resolve_name(name: str) -> str:
-    """The timm name for ``name``; the seed's upper-case names work (CONVNEXT_LARGE)."""
+    """The timm name for ``name``; upper-case names work too (CONVNEXT_LARGE)."""
     import timm
 
     candidates = [name, name.lower(), name.lower().replace("-", "_")]

@@ -117,7 +117,7 @@ def gaussian_nll(mu: torch.Tensor, sigma: torch.Tensor, target: torch.Tensor,
 class LocalizationLitModule(L.LightningModule):
     """Lightning module; the trainer factory builds it from settings.
 
-    The defaults make a small model (resnet18, random init) so that the seed's
+    The defaults make a small model (resnet18, random init) so that the documented
     ``LocalizationLitModule(learning_rate=1e-3)`` works anywhere; the CLI always
     passes the configured backbone.
     """
