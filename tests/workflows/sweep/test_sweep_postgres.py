@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from tests.sweep.conftest import children, report, spawn, tiny_config
+from tests.workflows.sweep.conftest import children, report, spawn, tiny_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -754,8 +754,10 @@ def judge(command: str, o: Outcome) -> None:
 #: Commands of the app that are not fuzzed, and why (test_every_command_is_fuzzed_or_named_here checks the list).
 NOT_FUZZED = {
     "runs sync": "uploads spooled runs to the backend: its inputs are spool folders (tests/tracking/test_sync.py)",
-    "sweep start": "starts trainings (tests/sweep/)", "sweep join": "starts trainings (tests/sweep/)",
-    "sweep show": "reads an Optuna study (tests/sweep/)", "sweep best": "reads an Optuna study (tests/sweep/)",
+    "sweep start": "starts trainings (tests/workflows/sweep/)",
+    "sweep join": "starts trainings (tests/workflows/sweep/)",
+    "sweep show": "reads an Optuna study (tests/workflows/sweep/)",
+    "sweep best": "reads an Optuna study (tests/workflows/sweep/)",
     "data import table": "reads a CSV or Parquet table of recordings: no fuzzer for its file format yet",
 }
 #: Positive controls that passed in this session (test_zz_inputs_tried checks them).

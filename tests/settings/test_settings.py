@@ -10,7 +10,7 @@ import pytest
 from heimdall_cli.errors import ConfigError
 from heimdall_cli.settings import explain, load_settings, parse_overrides, run_params
 
-CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
+CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
 
 
 def write(path: Path, text: str) -> Path:

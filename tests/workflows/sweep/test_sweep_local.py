@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.sweep.conftest import children, report, spawn, tiny_config
+from tests.workflows.sweep.conftest import children, report, spawn, tiny_config
 
 
 def _client(uri: str):
@@ -172,6 +172,6 @@ def test_the_shipped_sweep_config_is_valid():
     from heimdall_cli.settings import load_settings
     from heimdall_cli.workflows.sweep import parse_space
 
-    path = Path(__file__).resolve().parents[2] / "configs" / "sweep.yaml"
+    path = Path(__file__).resolve().parents[3] / "configs" / "sweep.yaml"
     dims = parse_space(load_settings(path))
     assert {d.key for d in dims} == {"training.learning_rate", "training.batch_size", "training.weight_decay"}

@@ -19,7 +19,7 @@ from tests.training.conftest import TINY, run_heimdall
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TINY_TRAIN = [*TINY, "--epochs", "1"]
 SMALL_MODEL = {"HEIMDALL_TRAINING__BACKBONE": "test_convnext", "HEIMDALL_TRAINING__PRETRAINED": "false"}
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.sweep.conftest import children, report, spawn, tiny_config
 from tests.training.conftest import history
+from tests.workflows.sweep.conftest import children, report, spawn, tiny_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
