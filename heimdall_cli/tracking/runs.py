@@ -22,6 +22,7 @@ from heimdall_cli.errors import BackendUnavailable, ConfigError, NotFound
 from heimdall_cli.redact import mask_uri
 from heimdall_cli.tracking.batcher import MetricBatcher, Point
 from heimdall_cli.tracking.models import save_pytorch_model
+from heimdall_cli.tracking.names import generate_run_name
 from heimdall_cli.tracking.outage import EventFn, RunWriter
 from heimdall_cli.tracking.records import END_STATUSES, RunRecord, flatten_params
 
@@ -121,7 +122,8 @@ class RunTracker:
             experiment_id = self.get_or_create_experiment(experiment)
             with translated("Starting a run"):
                 run = self.client.create_run(
-                    experiment_id, run_name=run_name, tags={k: str(v) for k, v in (tags or {}).items()}
+                    experiment_id, run_name=run_name or generate_run_name(),
+                    tags={k: str(v) for k, v in (tags or {}).items()},
                 )
             self.run_id = run.info.run_id
         tracking = self.settings.tracking
