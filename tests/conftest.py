@@ -63,6 +63,24 @@ _STRIPPED_NAMES = (
 )
 
 
+# --------------------------------------------------------------------------- lanes
+# Two lanes (markers registered in pyproject.toml):
+#   make test-fast  pytest -m "not slow and not integration": unit tests and CLI tests on the
+#                   embedded sqlite backend; no PostgreSQL, no S3 server, no mlflow server.
+#   make test       every test (CI).
+# ``integration`` = uses a real service. It is added here to every test whose fixtures reach
+# one of SERVICE_FIXTURES, so a new test cannot slip a service into the fast lane by
+# forgetting the marker; tests that start a service by hand mark themselves.
+# ``slow`` = more than a few seconds on a 2-core box (a real training, a server process).
+SERVICE_FIXTURES = frozenset({"postgres_db", "s3_server", "s3_auth_server", "mlflow_server", "make_mlflow_server"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if SERVICE_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
+
+
 # --------------------------------------------------------------------------- environment
 
 

@@ -1,34 +1,13 @@
-"""Real services for integration tests and benchmarks, one module each: PostgreSQL, moto's S3 server, an MLflow server.
+"""The real services for tests: the classes from ``devtools.services`` (shared with ``bench/``) plus fixtures.
 
-Plain classes plus each service's pytest fixtures (``tests/conftest.py`` imports the
-fixtures); scripts under ``bench/`` use the same classes::
+``tests/conftest.py`` imports the fixtures from ``tests/services/{postgres,s3,mlflow_server}.py``;
+tests import the classes from here or from ``devtools.services``::
 
     from tests.services import MlflowServer, MotoS3Server, PostgresDatabase
-
-    with PostgresDatabase() as db, MotoS3Server() as s3:
-        s3.create_bucket("heimdall-mlflow")
-        with MlflowServer(db.uri, s3=s3, artifacts_destination="s3://heimdall-mlflow/artifacts") as server:
-            ...  # MlflowClient(tracking_uri=server.url)
-
-Facts these helpers rely on (checked with mlflow 3.17.2, moto 5.2.5, PostgreSQL 15) are in
-each module's docstring.
 """
 
-from tests.services.mlflow_server import MlflowServer
-from tests.services.postgres import PostgresDatabase, PrivatePostgres, database_exists, postgres_available
-from tests.services.processes import (
-    clean_child_env,
-    free_port,
-    port_open,
-    ps_session,
-    session_processes,
-    stop_process_group,
-    venv_executable,
-    wait_until_healthy,
-)
-from tests.services.s3 import DUMMY_ACCESS_KEY_ID, DUMMY_SECRET_ACCESS_KEY, S3_BUCKET, S3_REGION, MotoS3Server
+from devtools.services import *  # noqa: F403
+from devtools.services import __all__ as _shared
+from tests.services.postgres import require_postgres
 
-__all__ = ["DUMMY_ACCESS_KEY_ID", "DUMMY_SECRET_ACCESS_KEY", "S3_BUCKET", "S3_REGION", "MlflowServer",
-           "MotoS3Server", "PostgresDatabase", "PrivatePostgres", "clean_child_env", "database_exists", "free_port",
-           "port_open", "postgres_available", "ps_session", "session_processes", "stop_process_group",
-           "venv_executable", "wait_until_healthy"]
+__all__ = [*_shared, "require_postgres"]

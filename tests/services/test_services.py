@@ -10,9 +10,11 @@ import pytest
 
 from tests.conftest import S3_BUCKET, BackendEnv
 from tests.services import (
+    NO_SERVICES_VAR,
     MlflowServer,
     MotoS3Server,
     PostgresDatabase,
+    PrivatePostgres,
     database_exists,
     free_port,
     port_open,
@@ -33,6 +35,20 @@ def test_environment_is_clean(tmp_path: Path) -> None:
     assert "MLFLOW_S3_ENDPOINT_URL" not in os.environ
     assert os.environ["MLFLOW_DISABLE_TELEMETRY"] == "true"
     assert os.environ["HF_HUB_OFFLINE"] == "1"
+
+
+def test_fast_lane_refuses_every_service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``make test-fast`` sets TESTS_WITHOUT_SERVICES=1: an unmarked test reaching for a service fails loudly."""
+    monkeypatch.setenv(NO_SERVICES_VAR, "1")
+    starts = {
+        "PostgreSQL": PostgresDatabase,
+        "a private PostgreSQL": PrivatePostgres,
+        "moto's S3 server": lambda: MotoS3Server(log_dir=tmp_path),
+        "an mlflow server": lambda: MlflowServer("sqlite:///x.db", log_dir=tmp_path),
+    }
+    for what, start in starts.items():
+        with pytest.raises(RuntimeError, match=f"{what} requested with {NO_SERVICES_VAR}=1"):
+            start()
 
 
 # --------------------------------------------------------------------------- PostgreSQL

@@ -1,0 +1,1 @@
+"""Development tools shared by ``tests/`` and ``bench/``; not part of the installed package."""
