@@ -63,7 +63,8 @@ app = typer.Typer(
     help="Train Heimdall's RF transmitter-localization models and manage them in MLflow.\n\n"
     "Examples:\n\n"
     "  heimdall verify\n\n"
-    "  heimdall train --config configs/quickstart.yaml --run-name first-try\n\n"
+    "  heimdall train --config quickstart --run-name first-try\n\n"
+    "  heimdall config init quickstart   (a copy of a packaged profile to edit)\n\n"
     "  heimdall runs best --metric val/loss --json\n\n"
     "  heimdall model promote --version 3 --stage Production",
     no_args_is_help=True,

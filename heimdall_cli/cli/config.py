@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -72,3 +73,41 @@ def show(
     columns = ["setting", "value", "source", "description"] if explain else ["setting", "value"]
     shown = [(k, v, s, d) if explain else (k, v) for k, v, s, d in rows]
     out.result(None, human=lambda console: console.print(table(None, columns, shown)))
+
+
+@app.command("init")
+def init(
+    name: Annotated[str, typer.Argument(help="Packaged profile: quickstart, default or sweep.", show_default=False)],
+    path: Annotated[
+        Path | None,
+        typer.Argument(help="Where to write it (default: ./NAME.yaml).", dir_okay=False, show_default=False),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write a packaged profile to a file you can edit, and print its path.
+
+    Exit 2 for an unknown profile, or when the file exists (unless --force).
+
+    Examples:
+
+      heimdall config init quickstart
+
+      heimdall config init default configs/gpu-box.yaml && heimdall train --config configs/gpu-box.yaml
+    """
+    from heimdall_cli.cli.common import make_output
+    from heimdall_cli.errors import ConfigError
+    from heimdall_cli.settings.profiles import profile_path
+
+    source = profile_path(name)
+    target = path or Path(f"{name}.yaml")
+    if target.exists() and not force:
+        raise ConfigError(f"{target} exists already.", f"Keep it, or overwrite it: heimdall config init {name} "
+                          f"{target} --force")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(source.read_text(encoding="utf-8"), encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"Cannot write {target}: {e.strerror}.", "Choose another PATH.") from None
+    out = make_output(quiet=True)  # the path alone on stdout, for scripts
+    out.result(None, bare=str(target))
+    make_output().info(f"Wrote the {name} profile. Edit it, then: heimdall train --config {target}")

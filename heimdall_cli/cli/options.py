@@ -19,7 +19,8 @@ ConfigOpt = Annotated[
     typer.Option(
         "--config",
         "-c",
-        help="YAML or JSON config file (below .env and environment, above defaults).",
+        help="YAML or JSON config file, or a packaged profile by name: quickstart, default, sweep "
+        "(below .env and environment, above defaults).",
         envvar="HEIMDALL_CONFIG",
         show_envvar=False,
         dir_okay=False,

@@ -65,7 +65,7 @@ def train(
 
     Examples:
 
-      heimdall train --config configs/quickstart.yaml
+      heimdall train --config quickstart
 
       heimdall train --run-name convnext-large-v1 --precision bf16-mixed --devices 4
 

@@ -18,6 +18,7 @@ from pydantic import SecretStr, ValidationError
 from heimdall_cli.errors import ConfigError
 from heimdall_cli.redact import MASK, register_secret
 from heimdall_cli.settings.models import SECRET_KEYS, Settings, walk
+from heimdall_cli.settings.profiles import resolve_config
 from heimdall_cli.settings.sources import layers, name_variable
 
 # Names that look like a credential (a misspelt password too): their values are never shown.
@@ -30,9 +31,7 @@ def load_settings(
     env_file: Path | str | None = ".env",
 ) -> Settings:
     """Resolve settings: flags > environment > ``env_file`` > ``config_file`` > defaults."""
-    path = Path(config_file) if config_file else None
-    if path is not None and not path.is_file():
-        raise ConfigError(f"Config file {path} not found.", "Check the --config path.")
+    path = resolve_config(config_file) if config_file else None
     flags = {k: v for k, v in (flags or {}).items() if v is not None}
     merged: dict[str, Any] = {}
     sources: dict[str, str] = {}
