@@ -1,4 +1,9 @@
-"""Shared helpers for the benchmarks in ``bench/``: settings, timing callbacks, interleaving, reporting.
+"""Shared helpers for the benchmarks in ``bench/``: the common shape, settings, timing callbacks, interleaving.
+
+Every script has one shape: ``parser = c.bench_parser(__doc__, quick="…")`` (so every script
+takes ``--quick`` and ``--help`` the same way), and its last line is :func:`print_verdict`'s
+``VERDICT <name>: PASS|FAIL|INFO <measured> vs target <target>``. Services (PostgreSQL, moto's
+S3 server, an mlflow server) come from ``devtools.services``, the same classes the tests use.
 
 The machine these run on is often shared with other work (CI, tests), so every
 benchmark alternates its two arms in one process (A B B A A B …) and reports
@@ -7,6 +12,7 @@ medians over repetitions; a single number from one run means little there.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import platform
@@ -23,13 +29,37 @@ from typing import TYPE_CHECKING, Any
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = ROOT / "configs" / "quickstart.yaml"
-if str(ROOT) not in sys.path:  # ``tests.services`` and an uninstalled heimdall_cli
+if str(ROOT) not in sys.path:  # ``devtools.services`` and an uninstalled heimdall_cli
     sys.path.insert(0, str(ROOT))
 
 if TYPE_CHECKING:
     from heimdall_cli.settings import Settings
     from heimdall_cli.training.fit import FitResult
     from heimdall_cli.training.prepare import Prepared
+
+# --------------------------------------------------------------------------- the shape of every bench
+
+
+def bench_parser(doc: str | None, *, quick: str) -> argparse.ArgumentParser:
+    """The parser every bench starts from: its docstring as help, and ``--quick`` (``quick`` says what it does)."""
+    text = (doc or "").strip()
+    parser = argparse.ArgumentParser(description=text.splitlines()[0] if text else None,
+                                     epilog="\n".join(text.splitlines()[1:]).strip() or None,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help=f"a smaller run to check the script works: {quick}")
+    return parser
+
+
+def verdict_line(name: str, ok: bool | None, measured: str, target: str) -> str:
+    """``VERDICT <name>: PASS|FAIL|INFO <measured> vs target <target>``; ``ok=None`` (INFO): nothing to pass."""
+    status = "INFO" if ok is None else "PASS" if ok else "FAIL"
+    return f"VERDICT {name}: {status} {measured} vs target {target}"
+
+
+def print_verdict(name: str, ok: bool | None, measured: str, target: str) -> None:
+    """Print :func:`verdict_line`: the last line of every bench (``grep ^VERDICT`` collects them)."""
+    print(verdict_line(name, ok, measured, target), flush=True)
+
 
 _FOREIGN_ENV = ("HEIMDALL_", "MLFLOW_TRACKING_URI", "MLFLOW_S3_ENDPOINT_URL", "AWS_")
 
@@ -270,8 +300,6 @@ def spread(values: list[float]) -> str:
     return f"{min(values):,.1f}–{max(values):,.1f}"
 
 
-def verdict(ratio: float, target: float) -> str:
-    return "PASS" if ratio >= target else "BELOW TARGET"
 
 
 def cpu_seconds(pid: int) -> float:

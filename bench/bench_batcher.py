@@ -11,25 +11,20 @@ not raised):
 * the SystemSampler's time between samples at a 0.1 s interval (was: >= 2 samples in 0.35 s),
   and the time to its first sample.
 
-Run: ``.venv/bin/python bench/bench_batcher.py [--reps N]``
+Run: ``.venv/bin/python bench/bench_batcher.py [--quick] [--reps N]``
 """
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import statistics
-import sys
 import threading
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+import _common as c
 
-from heimdall_cli.tracking.batcher import MetricBatcher, Point  # noqa: E402
-from heimdall_cli.tracking.system_metrics import SystemSampler  # noqa: E402
+from heimdall_cli.tracking.batcher import MetricBatcher, Point
+from heimdall_cli.tracking.system_metrics import SystemSampler
 
 
 def points(n: int, start: int = 0) -> list[Point]:
@@ -85,9 +80,10 @@ def sampler_intervals(interval: float = 0.1, samples: int = 5) -> tuple[float, l
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reps", type=int, default=5)
+    parser = c.bench_parser(__doc__, quick="2 repetitions (a few seconds)")
+    parser.add_argument("--reps", type=int, help="repetitions of each measurement (default 5, quick 2)")
     args = parser.parse_args()
+    args.reps = args.reps or (2 if args.quick else 5)
     adds = [add_while_blocked() for _ in range(args.reps)]
     flushes = [flush_latency() for _ in range(args.reps)]
     first, gaps = zip(*(sampler_intervals() for _ in range(args.reps)), strict=True)
@@ -100,6 +96,11 @@ def main() -> None:
     print(f"SystemSampler at 0.1 s: first sample after {statistics.median(first) * 1000:.0f} ms median, "
           f"gaps {statistics.median(all_gaps) * 1000:.0f} ms median (max {max(all_gaps) * 1000:.0f} ms); "
           f"the old test wanted 2 samples within 350 ms")
+    add_ms, flush_ms = statistics.median(adds) * 1000, statistics.median(flushes) * 1000
+    gap_ms = statistics.median(all_gaps) * 1000  # 2 samples within 350 ms = a gap of at most 175 ms
+    c.print_verdict("bench_batcher", add_ms < 500 and flush_ms < 1000 and gap_ms <= 175,
+                    f"2,000 blocked adds {add_ms:.1f} ms, flush {flush_ms:.2f} ms, sampler gap {gap_ms:.0f} ms",
+                    "< 500 ms, < 1,000 ms, <= 175 ms")
 
 
 if __name__ == "__main__":

@@ -4,18 +4,19 @@ Both are the installed console scripts of this venv, started as fresh processes 
 alternated (h m m h …) so the machine's load hits both alike; the medians are compared.
 Over target, ``python -X importtime`` names the modules that make the start-up slow.
 
-Run: ``.venv/bin/python bench/bench_help.py [--reps N]``
+Run: ``.venv/bin/python bench/bench_help.py [--quick] [--reps N]``
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import _common as c
 
 BIN = Path(sys.executable).parent
 TARGET_S = 0.3
@@ -45,9 +46,10 @@ def import_offenders(top: int = 12) -> tuple[list[tuple[float, str]], list[str]]
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reps", type=int, default=7, help="repetitions of each command (default 7)")
+    parser = c.bench_parser(__doc__, quick="3 repetitions of each command (about 15 s)")
+    parser.add_argument("--reps", type=int, help="repetitions of each command (default 7, quick 3)")
     args = parser.parse_args()
+    args.reps = args.reps or (3 if args.quick else 7)
     heimdall, mlflow = [str(BIN / "heimdall"), "--help"], [str(BIN / "mlflow"), "--help"]
     wall_time(heimdall)  # warm the page cache for both before timing
     wall_time(mlflow)
@@ -69,6 +71,8 @@ def main() -> int:
         print("  slowest imports of heimdall_cli.cli (cumulative ms, python -X importtime):")
         for ms, name in offenders:
             print(f"    {ms:8.1f}  {name.strip()}")
+    c.print_verdict("bench_help", h < TARGET_S and not heavy, f"heimdall --help {h:.3f} s (mlflow --help {m:.3f} s)",
+                    f"< {TARGET_S} s, no heavy import")
     return 0
 
 

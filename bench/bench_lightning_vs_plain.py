@@ -19,7 +19,6 @@ Run: ``.venv/bin/python bench/bench_lightning_vs_plain.py [--quick] [--pairs N] 
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from types import SimpleNamespace
@@ -76,14 +75,13 @@ def plain_loop(settings: Any, steps: int, skip: int) -> tuple[c.StepTimes, list[
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer, shorter runs (about 1 min)")
-    parser.add_argument("--pairs", type=int, help="repetitions of each arm (default 5)")
+    parser = c.bench_parser(__doc__, quick="fewer, shorter runs (about 1 min)")
+    parser.add_argument("--pairs", type=int, help="repetitions of each arm (default 5, quick 2)")
     parser.add_argument("--steps", type=int, help="optimizer steps per run (default 150, quick 60)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch intra-op threads (default 1: stable on a shared box; 0: torch's default)")
     args = parser.parse_args()
-    pairs = args.pairs or 5
+    pairs = args.pairs or (2 if args.quick else 5)
     steps = args.steps or (60 if args.quick else 150)
     skip = 3
 
@@ -132,12 +130,13 @@ def main() -> int:
     print(f"Lightning + tracking: {c.median(speed['lightning']):7.1f} samples/s (median; runs "
           f"{c.spread(speed['lightning'])})")
     print(f"plain PyTorch loop:   {c.median(speed['plain']):7.1f} samples/s (median; runs {c.spread(speed['plain'])})")
-    print(f"ratio Lightning/plain: {ratio:.3f}, median of paired ratios {paired:.3f} (target ≥ {TARGET}) "
-          f"{c.verdict(ratio, TARGET)}")
+    print(f"ratio Lightning/plain: {ratio:.3f}, median of paired ratios {paired:.3f} (target ≥ {TARGET})")
     print(f"ratio from this process's CPU time per sample (all threads, the metric sender's included): "
           f"{c.median(cpu['plain']) / c.median(cpu['lightning']):.3f} ({c.median(cpu['lightning']):.3f} vs "
           f"{c.median(cpu['plain']):.3f} CPU-ms/sample)")
     print(c.NOISE_NOTE)
+    c.print_verdict("bench_lightning_vs_plain", ratio >= TARGET, f"Lightning/plain {ratio:.3f} (paired {paired:.3f})",
+                    f">= {TARGET}")
     return 0
 
 

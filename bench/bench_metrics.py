@@ -12,18 +12,18 @@ Reported: ms per step end to end (the batched total includes the final flush), t
 ratio, and the per-step cost the training loop itself sees with the batched path (the
 ``log_metrics`` calls alone). Both runs are read back to check that every point arrived.
 
-Run: ``.venv/bin/python bench/bench_metrics.py [--steps N] [--reps N]``
+Run: ``.venv/bin/python bench/bench_metrics.py [--quick] [--steps N] [--reps N]``
 """
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
 
 import _common as c
 
+TARGET = "none (numbers only)"
 KEYS = ("train/loss", "val/loss", "lr", "val/error_m_p50")
 
 
@@ -71,17 +71,18 @@ def check(uri: str, run_id: str, steps: int) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=1000, help="steps (default 1000; 4 metrics each)")
+    parser = c.bench_parser(__doc__, quick="200 steps (a few seconds)")
+    parser.add_argument("--steps", type=int, help="steps (default 1000, quick 200; 4 metrics each)")
     parser.add_argument("--reps", type=int, default=1, help="repetitions of each arm, alternated (default 1)")
     args = parser.parse_args()
+    args.steps = args.steps or (200 if args.quick else 1000)
 
     c.isolate_environment()
-    from tests.services import PostgresDatabase, postgres_available
+    from devtools.services import PostgresDatabase, postgres_available
 
     ok, why = postgres_available()
     if not ok:
-        print(f"bench_metrics: skipped, {why}")
+        c.print_verdict("bench_metrics", None, f"not measured ({why})", TARGET)
         return 0
     from mlflow import MlflowClient
 
@@ -109,6 +110,8 @@ def main() -> int:
         print(f"  training loop's cost per step (batched) : {lp:8.4f} ms/step  (log_metrics calls alone; "
               f"{s / lp:,.0f}x less than sync)")
         print("  every point of every run read back: OK")
+    c.print_verdict("bench_metrics", None, f"training loop {lp:.4f} ms/step batched, sync {s:.1f} ms/step "
+                    f"({s / lp:,.0f}x)", TARGET)
     return 0
 
 

@@ -13,22 +13,21 @@ step rate; then the rest of the 12,000 steps' points are queued at once (same st
 no waiting), so the drain measured after recovery is that of the full 48,000-point
 backlog. ``--outage-s 600`` runs all 10 minutes at the real rate.
 
-Run: .venv/bin/python bench/bench_outage.py [--outage-s 60] [--step-ms 50]
+``--quick``: a 10 s outage and a backlog of 2 × its steps (about a minute with the servers' start-up).
+
+Run: ``.venv/bin/python bench/bench_outage.py [--quick] [--outage-s 60] [--step-ms 50]``
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
+import _common as c
 import numpy as np
 
-from tests.services import MlflowServer, MotoS3Server, PostgresDatabase
+from devtools.services import MlflowServer, MotoS3Server, PostgresDatabase
 
 METRICS = ("train/loss", "train/grad_norm", "lr", "train/samples_per_s")
 FULL_STEPS = 12_000  # 10 minutes at one step per 50 ms
@@ -51,14 +50,17 @@ def loop(tracker, steps: int, step_s: float, start_step: int = 0) -> float:
     return steps / (time.perf_counter() - t0)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--outage-s", type=float, default=60.0, help="outage length (600 = the issue's scenario)")
+def main() -> int:
+    parser = c.bench_parser(__doc__, quick="a 10 s outage, a small backlog (about a minute)")
+    parser.add_argument("--outage-s", type=float,
+                        help="outage length (default 60, quick 10; 600 = the issue's scenario)")
     parser.add_argument("--step-ms", type=float, default=50.0, help="work per training step")
     args = parser.parse_args()
+    args.outage_s = args.outage_s or (10.0 if args.quick else 60.0)
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     step_s = args.step_ms / 1000
     steps = int(args.outage_s / step_s)
+    full_steps = 2 * steps if args.quick else FULL_STEPS
 
     from heimdall_cli.settings import load_settings
     from heimdall_cli.tracking import open_tracker
@@ -78,7 +80,7 @@ def main() -> None:
             tracker.flush()
             server.kill()
             outage = loop(tracker, steps, step_s, start_step=steps)
-            rest = max(0, FULL_STEPS - steps)
+            rest = max(0, full_steps - steps)
             loop(tracker, rest, 0.0, start_step=2 * steps)
             backlog = tracker.pending_metrics
             server.start()
@@ -98,14 +100,20 @@ def main() -> None:
     print(f"step work {args.step_ms:.0f} ms, 4 metrics per step, {steps} steps per arm, mlflow server on PostgreSQL")
     print(f"normal: {normal:.2f} steps/s   outage: {outage:.2f} steps/s   ratio outage/normal: {ratio:.3f} "
           f"(target >= 0.95)")
-    expected = steps + max(FULL_STEPS, steps)
-    print(f"backlog of a 10-minute outage at 50 ms/step: {backlog} points; drained {drain_s:.1f} s after the server "
+    expected = steps + max(full_steps, steps)
+    print(f"backlog of {full_steps} steps at {args.step_ms:.0f} ms/step: {backlog} points; drained {drain_s:.1f} s "
+          f"after the server "
           f"answered again ({backlog / max(drain_s, 1e-9):.0f} points/s, including the retry backoff)")
     print(f"points per key in the backend: {counts} (expected {expected} each)")
     print("warnings seen:", *events, sep="\n  ")
-    if any(v != expected for v in counts.values()):
-        sys.exit("points were lost or duplicated")
+    exact = all(v == expected for v in counts.values())
+    if not exact:
+        print("points were lost or duplicated")
+    c.print_verdict("bench_outage", ratio >= 0.95 and exact,
+                    f"outage/normal {ratio:.3f}, every point once: {'yes' if exact else 'NO'}",
+                    ">= 0.95, every point once")
+    return 0 if exact else 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,6 +1,6 @@
 """``heimdall model register`` + ``model promote`` wall time (sqlite and PostgreSQL).
 
-Run: ``.venv/bin/python bench/bench_registry.py [--models 5] [--concurrent 10]``
+Run: ``.venv/bin/python bench/bench_registry.py [--quick] [--models 5] [--concurrent 10]``
 
 For each backend: log ``--models`` runs carrying a small ``mlflow.pytorch`` model
 (through the Tracker API), then time, as fresh processes, ``heimdall model register
@@ -12,19 +12,17 @@ once (serialised by the registry lock). Numbers are printed, not asserted.
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import _common as c
 
-from tests.services import PostgresDatabase, clean_child_env  # noqa: E402
+from devtools.services import PostgresDatabase, clean_child_env
+
+ROOT = c.ROOT
 
 HEIMDALL = str(ROOT / ".venv" / "bin" / "heimdall")
 
@@ -103,10 +101,13 @@ def bench(kind: str, uri: str, artifacts: str, models: int, concurrent: int) -> 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", type=int, default=5)
-    parser.add_argument("--concurrent", type=int, default=10)
+    parser = c.bench_parser(__doc__, quick="2 models, 3 concurrent promotes (about a minute)")
+    parser.add_argument("--models", type=int, help="models registered and promoted (default 5, quick 2)")
+    parser.add_argument("--concurrent", type=int, help="promote processes started at once (default 10, quick 3)")
     args = parser.parse_args()
+    args.models = args.models or (2 if args.quick else 5)
+    args.concurrent = args.concurrent or (3 if args.quick else 10)
+    slowest = 0.0
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     print(f"load {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; {args.models} models, "
           f"{args.concurrent} concurrent promotes")
@@ -116,11 +117,14 @@ def main() -> None:
         backends = {"sqlite": f"sqlite:///{tmp}/mlflow.db", "postgresql": db.uri}
         for kind, uri in backends.items():
             r = bench(kind, uri, f"{tmp}/artifacts", args.models, args.concurrent)
+            slowest = max(slowest, r["register_cli"], r["promote_cli"])
             print(f"{kind:>10} | {r['register_cli']:>6.2f} s | {r['promote_cli']:>6.2f} s | "
                   f"{r['register_cli'] + r['promote_cli']:>6.2f} s | {r['register_again_cli']:>9.2f} s | "
                   f"{r['register_api'] * 1000:>9.0f} ms | {r['promote_api'] * 1000:>8.0f} ms | "
                   f"{args.concurrent} in {r['concurrent_s']:.1f} s, {r['concurrent_failed']} failed, "
                   f"{r['holders']} tagged Production", flush=True)
+    c.print_verdict("bench_registry", None, f"slowest register or promote command {slowest:.2f} s (median)",
+                    "none (numbers only)")
 
 
 if __name__ == "__main__":

@@ -28,7 +28,6 @@ here than in use.
 
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
 import sys
@@ -37,8 +36,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
+import _common as c
 from _common import ROOT, isolate_environment, load_now, machine_line, median, splits_for, spread
 
 HEIMDALL = str(Path(sys.executable).with_name("heimdall"))
@@ -59,7 +57,7 @@ def trial_settings(db_uri: str, folder: Path, samples: int, epochs: int, trials:
 # --------------------------------------------------------------------------- part 1
 
 
-def part1(db_uri: str, folder: Path, k: int, rounds: int, samples: int, epochs: int) -> None:
+def part1(db_uri: str, folder: Path, k: int, rounds: int, samples: int, epochs: int) -> float:
     from heimdall_cli.settings import load_settings
     from heimdall_cli.training.fit import fit
     from heimdall_cli.workflows.sweep import summary, trial, worker
@@ -119,6 +117,7 @@ def part1(db_uri: str, folder: Path, k: int, rounds: int, samples: int, epochs: 
         projected = (acc + once / trials) / t
         print(f"  accounted overhead for a {trials}-trial study: {100 * projected:.1f} % "
               f"({'PASS' if projected <= 0.03 else 'ABOVE TARGET'})")
+    return ratio
 
 
 # --------------------------------------------------------------------------- part 2
@@ -162,7 +161,7 @@ def hardware_scaling(flags: dict[str, Any], steps: int) -> float:
     return median(rates[2]) / median(rates[1])
 
 
-def part2(db_uri: str, folder: Path, n: int, samples: int, epochs: int, scaling_steps: int) -> None:
+def part2(db_uri: str, folder: Path, n: int, samples: int, epochs: int, scaling_steps: int) -> float:
     import yaml
 
     from heimdall_cli.settings import load_settings
@@ -231,11 +230,11 @@ def part2(db_uri: str, folder: Path, n: int, samples: int, epochs: int, scaling_
         ceiling = hardware_scaling(flags, scaling_steps)
         print(f"peer: two plain PyTorch training loops / one on this box (same model and data, one thread each, "
               f"{scaling_steps} steps): {ceiling:.2f}x; the sweep reaches {ratio / ceiling:.1%} of it")
+    return ratio
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer, tiny trials (about 1 minute; a smoke run: "
+    parser = c.bench_parser(__doc__, quick="fewer, tiny trials (about 1 minute; a smoke run: "
                         "at ~1 s per trial the fixed costs dominate and neither target can be judged)")
     parser.add_argument("--samples", type=int, help="samples per trial's dataset (default 4000, quick 800)")
     parser.add_argument("--epochs", type=int, help="epochs per trial (default 4, quick 2)")
@@ -250,7 +249,7 @@ def main() -> None:
 
     import torch
 
-    from tests.services.postgres import PostgresDatabase
+    from devtools.services import PostgresDatabase
 
     torch.set_num_threads(1)
     print(machine_line())
@@ -260,11 +259,15 @@ def main() -> None:
     n = args.trials or n
     with PostgresDatabase() as db, tempfile.TemporaryDirectory(prefix="heimdall-bench-sweep-") as tmp:
         folder = Path(tmp)
-        if args.part in (None, 1):
-            part1(db.uri, folder, k, rounds, samples, epochs)
-        if args.part in (None, 2):
-            part2(db.uri, folder, n, samples, epochs, args.scaling_steps)
+        overhead = part1(db.uri, folder, k, rounds, samples, epochs) if args.part in (None, 1) else None
+        speedup = part2(db.uri, folder, n, samples, epochs, args.scaling_steps) if args.part in (None, 2) else None
     os.chdir(ROOT)
+    measured = ", ".join(([f"sweep/train {overhead:.3f}"] if overhead is not None else [])
+                         + ([f"two workers/one {speedup:.2f}x"] if speedup is not None else []))
+    ok = (overhead is None or overhead <= 1.03) and (speedup is None or speedup >= 1.8)
+    # --quick trials last ~1 s: fixed costs dominate and neither target can be judged.
+    note = " (quick: not judged)" if args.quick else ""
+    c.print_verdict("bench_sweep", None if args.quick else ok, measured + note, "<= 1.03, >= 1.8x")
 
 
 if __name__ == "__main__":

@@ -1,12 +1,16 @@
 """Synthetic data generation throughput: the default (IQ) world through the feature extractor.
 
-Run: ``.venv/bin/python bench/bench_synth.py [N] [WORKERS]``.
+No target of its own: ``bench_synth_vs_train.py`` compares this rate with training's (≥ 10×).
+
+Run: ``.venv/bin/python bench/bench_synth.py [--quick] [--samples N] [--workers N]``
 """
 
 from __future__ import annotations
 
 import sys
 import time
+
+import _common as c
 
 
 def synth_samples_per_s(n: int = 8192, seed: int = 0, workers: int = 1) -> float:
@@ -21,12 +25,17 @@ def synth_samples_per_s(n: int = 8192, seed: int = 0, workers: int = 1) -> float
     return n / (time.perf_counter() - t0)
 
 
-def main() -> None:
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 8192
-    workers = int(sys.argv[2]) if len(sys.argv) > 2 else 1
-    rate = synth_samples_per_s(n, workers=workers)
-    print(f"synthetic generation: {rate:,.0f} samples/s ({n} samples, {workers} process(es), default IQ world)")
+def main() -> int:
+    parser = c.bench_parser(__doc__, quick="1,024 samples (a few seconds)")
+    parser.add_argument("--samples", type=int, help="samples to generate (default 8192, quick 1024)")
+    parser.add_argument("--workers", type=int, default=1, help="generation processes (default 1)")
+    args = parser.parse_args()
+    n = args.samples or (1024 if args.quick else 8192)
+    rate = synth_samples_per_s(n, workers=args.workers)
+    print(f"synthetic generation: {rate:,.0f} samples/s ({n} samples, {args.workers} process(es), default IQ world)")
+    c.print_verdict("bench_synth", None, f"{rate:,.0f} samples/s", "none (bench_synth_vs_train.py compares it)")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

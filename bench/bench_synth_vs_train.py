@@ -15,7 +15,6 @@ Run: ``.venv/bin/python bench/bench_synth_vs_train.py [--quick] [--rounds N] [--
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 import _common as c
@@ -25,8 +24,7 @@ TARGET = 10.0
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer, shorter measurements (about 1 min)")
+    parser = c.bench_parser(__doc__, quick="fewer, shorter measurements (about 1 min)")
     parser.add_argument("--rounds", type=int, help="repetitions of each measurement (default 3, quick 2)")
     parser.add_argument("--steps", type=int, help="training steps per run (default 100, quick 30)")
     parser.add_argument("--max-seconds", type=float, help="time cap per training run (default 40, quick 15)")
@@ -81,12 +79,12 @@ def main() -> int:
         print(f"{a:28s} {gen[a]:9,.1f} samples/s (median; runs {c.spread(rates[a])})")
     for a in arms[2:]:
         print(f"quickstart {a:17s} {train[a]:9,.1f} samples/s (median; runs {c.spread(rates[a])})")
-    print(f"ratio generation ({best_gen}) / training ({fastest}): {ratio:.1f}× (target ≥ {TARGET:.0f}×) "
-          f"{c.verdict(ratio, TARGET)}")
+    print(f"ratio generation ({best_gen}) / training ({fastest}): {ratio:.1f}× (target ≥ {TARGET:.0f}×)")
     slowest = min(train, key=lambda a: train[a])
     print(f"(against {slowest}: {synth / train[slowest]:.1f}×; torch's default threads make the same training "
           f"{train[arms[2]] / train[arms[3]]:.1f}× slower than one thread while this box is loaded)")
     print(c.NOISE_NOTE)
+    c.print_verdict("bench_synth_vs_train", ratio >= TARGET, f"generation/training {ratio:.1f}x", f">= {TARGET:.0f}x")
     return 0
 
 

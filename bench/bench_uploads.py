@@ -24,7 +24,6 @@ Run: ``.venv/bin/python bench/bench_uploads.py [--quick] [--pairs N] [--epochs N
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -155,8 +154,7 @@ def _upload_worker(settings: Any, run_id: str, jobs: Any, errors: Any, nice: int
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="one run per arm, fewer epochs (about 1–2 min)")
+    parser = c.bench_parser(__doc__, quick="one run per arm, fewer epochs (about 1–2 min)")
     parser.add_argument("--pairs", type=int, help="runs per arm (default 3, quick 1)")
     parser.add_argument("--epochs", type=int, help="epochs per run (default 6, quick 4)")
     parser.add_argument("--steps-per-epoch", type=int, default=30, help="training steps per epoch (default 30)")
@@ -178,11 +176,11 @@ def main() -> int:
 
     c.isolate_environment()
     c.set_threads(args.threads)
-    from tests.services import MotoS3Server, PostgresDatabase, postgres_available
+    from devtools.services import MotoS3Server, PostgresDatabase, postgres_available
 
     ok, why = postgres_available()
     if not ok:
-        print(f"bench_uploads: skipped, {why}")
+        c.print_verdict("bench_uploads", None, f"not measured ({why})", f">= {TARGET}")
         return 0
     print(f"machine: {c.machine_line()}")
     print(f"model/data: {args.backbone} (random init), batch {batch}, {args.steps_per_epoch} steps per epoch, "
@@ -266,8 +264,7 @@ def main() -> int:
           f"{c.spread(epoch_times['uploads'])})")
     print(f"epoch time without uploads: {none:.3f} s (median of {len(epoch_times['no uploads'])}; "
           f"{c.spread(epoch_times['no uploads'])})")
-    print(f"ratio (no-upload epoch time / upload epoch time): {ratio:.3f} (target ≥ {TARGET}) "
-          f"{c.verdict(ratio, TARGET)}")
+    print(f"ratio (no-upload epoch time / upload epoch time): {ratio:.3f} (target ≥ {TARGET})")
     print(f"end of run waited for uploads to drain: {c.median([r['drain'] for r in rows]):.2f} s "
           f"(median; runs {c.spread([r['drain'] for r in rows])} s); without uploads "
           f"{c.median([r['drain'] for r in report['no uploads']]):.2f} s")
@@ -284,6 +281,7 @@ def main() -> int:
               f"drain at end {c.median([r['drain'] for r in rows]):.2f} s; "
               f"{sum(r['errors'] for r in rows):.0f} upload errors")
     print(c.NOISE_NOTE)
+    c.print_verdict("bench_uploads", ratio >= TARGET, f"epoch time without/with uploads {ratio:.3f}", f">= {TARGET}")
     return 0
 
 
