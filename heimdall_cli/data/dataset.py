@@ -26,6 +26,7 @@ import torch
 from numpy.typing import NDArray
 from torch.utils.data import Dataset
 
+from heimdall_cli.data.batch import Batch
 from heimdall_cli.data.features import SCALARS, params_dict
 from heimdall_cli.data.geo import from_local_m, to_local_m
 from heimdall_cli.data.packing import Layout
@@ -101,6 +102,30 @@ class _Store:
         parts = [self.reader.spectrograms(int(s))[sorted_idx[shards == s] - self.offsets[s]] for s in np.unique(shards)]
         return np.concatenate(parts)
 
+    def packed_many(self, idx: NDArray[np.int64], out: NDArray[np.float32] | None = None) -> NDArray[np.float32]:
+        """[len(idx), slots, width] packed rows of the samples ``idx`` (any order), the same values as
+        :meth:`packed` row by row: one read per shard, in ascending order inside it (sequential pages)."""
+        n, slots, cells = len(idx), self.small["rx_mask"].shape[1], self.layout.bands * self.layout.frames
+        if out is None:
+            out = np.empty((n, slots, self.layout.width), np.float32)
+        spec = out[..., :cells]
+        if self.samples is not None:
+            spec[...] = self.samples.spectrograms[idx].reshape(n, slots, cells)
+        elif n:
+            assert self.reader is not None
+            shards = np.searchsorted(self.offsets, idx, side="right") - 1
+            for shard in np.unique(shards):
+                pos = np.flatnonzero(shards == shard)
+                local = idx[pos] - self.offsets[shard]
+                order = np.argsort(local, kind="stable")
+                rows = self.reader.spectrograms(int(shard))[local[order]]
+                spec[pos[order]] = rows.reshape(len(pos), slots, cells)
+        out[..., self.layout.scalars] = self.small["scalars"][idx]
+        out[..., self.layout.position] = self.small["rx_latlon"][idx]
+        out[..., self.layout.iq] = self.small["rx_iq"][idx]
+        out[..., self.layout.mask] = self.small["rx_mask"][idx]
+        return out
+
     def packed(self, idx: int) -> NDArray[np.float32]:
         """The packed row block [slots, width] of sample ``idx``."""
         spec = self.spec(idx)
@@ -141,6 +166,18 @@ class RFDataset(Dataset):
             "tx_latlon": torch.from_numpy(self.store.small["tx_latlon"][idx]),
         }
 
+    def __getitems__(self, items: list[int]) -> Batch:
+        """Many items at once (the DataLoader's batched fetch): what ``[self[i] for i in items]`` gives, read in
+        one pass; :func:`collate` takes the ready batch, any other collate function the items."""
+        pos = np.asarray(items, dtype=np.int64)
+        idx = self.indices[pos]
+        return Batch({
+            "receivers": torch.from_numpy(self.store.packed_many(idx)),
+            "y": torch.from_numpy(self.y_km[pos]),
+            "y_sigma": torch.from_numpy(self.y_sigma_km[pos]),
+            "tx_latlon": torch.from_numpy(self.store.small["tx_latlon"][idx]),
+        })
+
     def small(self, name: str) -> NDArray[Any]:
         """A non-spectrogram field (``scalars``, ``rx_latlon``, ``rx_mask``, …) for this split."""
         return self.store.small[name][self.indices]
@@ -152,9 +189,7 @@ class RFDataset(Dataset):
 
     def packed(self, limit: int | None = None) -> NDArray[np.float32]:
         """[N, slots, width] packed inputs of (the first ``limit``) samples of this split."""
-        idx = self.indices[:limit]
-        return np.stack([self.store.packed(int(i)) for i in idx]) if len(idx) else np.zeros(
-            (0, self.store.small["rx_mask"].shape[1], self.store.layout.width), np.float32)
+        return self.store.packed_many(self.indices[:limit])
 
 
 @dataclass

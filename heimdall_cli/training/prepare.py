@@ -246,9 +246,13 @@ def make_loaders(settings: Settings, splits: Splits) -> dict[str, Any]:
     import torch
     from torch.utils.data import DataLoader
 
+    from heimdall_cli.data.batch import collate
+
     t = settings.training
+    # Batches are read in one pass (RFDataset.__getitems__) and, for a GPU, staged in pinned memory.
     common: dict[str, Any] = {"batch_size": t.batch_size, "num_workers": t.num_workers,
-                              "persistent_workers": t.num_workers > 0}
+                              "persistent_workers": t.num_workers > 0, "collate_fn": collate,
+                              "pin_memory": t.accelerator != "cpu" and torch.cuda.is_available()}
     generator = torch.Generator().manual_seed(t.seed)
     if len(splits.train) < t.batch_size:
         raise ConfigError(f"training.batch_size {t.batch_size} is larger than the train split "
