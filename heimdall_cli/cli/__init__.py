@@ -16,7 +16,7 @@ import typer
 from typer.core import TyperGroup
 
 from heimdall_cli import __version__
-from heimdall_cli.cli import config, data, model, predict, runs, sweep, train, ui, verify
+from heimdall_cli.cli import config, data, model, predict, reap, runs, sweep, train, ui, verify
 from heimdall_cli.cli.output import render_error
 
 _state = {"verbose": False}
@@ -110,6 +110,7 @@ def _quiet_libraries() -> None:
 app.add_typer(config.app, name="config")
 app.command(name="verify")(verify.verify)
 app.command(name="train")(train.train)
+runs.app.command("reap")(reap.reap)
 app.add_typer(runs.app, name="runs")
 app.add_typer(model.app, name="model")
 app.add_typer(data.app, name="data")

@@ -97,6 +97,7 @@ def best(
         "run_id": run.run_id, "run_name": run.name, "experiment": tracker.settings.tracking.experiment,
         "status": run.status, "metric": metric, "mode": mode, "best_key": found.key, "best_value": found.value,
         "best_source": found.source, "last_value": run.metrics.get(metric), **_times(run),
+        **_alive(run, tracker.settings),
         "model_uri": f"runs:/{run.run_id}/model", "metrics": dict(sorted(run.metrics.items())),
         "params": dict(sorted(run.params.items())),
     }
@@ -104,11 +105,11 @@ def best(
     def human(console: Any) -> None:
         from heimdall_cli.cli.output import table
 
-        rows = [("run id", run.run_id), ("name", run.name), ("status", run.status),
+        rows = [("run id", run.run_id), ("name", run.name), ("status", _status_cell(data)),
                 (f"best {metric} ({mode})", found.value), ("from", found.key if found.source == "summary" else
                                                           f"history of {metric} (no {found.key})"),
                 (f"last {metric}", run.metrics.get(metric)), ("started", data["start_time"]),
-                ("duration", _duration(run.duration_s)), ("model", data["model_uri"])]
+                ("duration", _duration(data["duration_s"])), ("model", data["model_uri"])]
         console.print(table(f"Best run by {metric}", ["", "value"], rows))
 
     make_output(json_out, quiet).result(data, human=human, bare=run.run_id)
@@ -155,14 +156,15 @@ def list_runs(
     filter_string = _with_parent(tracker, filter_string, parent)
     runs = search_runs(tracker, filter_string=filter_string, status=status, order_by=order_by, max_results=limit)
     data = {"experiment": tracker.settings.tracking.experiment, "count": len(runs),
-            "runs": [_summary(r) for r in runs]}
+            "runs": [_summary(r, tracker.settings) for r in runs]}
     key = best_key(metric)
 
     def human(console: Any) -> None:
         from heimdall_cli.cli.output import table
 
-        rows = [(run_id_cell(r.run_id, wide), r.name, r.status, _short_time(r.start_time), _duration(r.duration_s),
-                 r.metrics.get(key, r.metrics.get(metric))) for r in runs]
+        rows = [(run_id_cell(r.run_id, wide), r.name, _status_cell(d), _short_time(r.start_time),
+                 _duration(d["duration_s"]), r.metrics.get(key, r.metrics.get(metric)))
+                for r, d in zip(runs, data["runs"], strict=True)]
         t = table(f"Runs of '{data['experiment']}' ({len(runs)})",
                   ["run id", "name", "status", "started (UTC)", "duration", key], rows)
         t.columns[0].no_wrap = True  # ids are copied from here: never fold them
@@ -194,11 +196,13 @@ def show(
     """
     from heimdall_cli.tracking.search import run_detail
 
-    detail = run_detail(query_source(config, tracking_uri), run_id, artifacts=artifacts)
+    source = query_source(config, tracking_uri)
+    detail = run_detail(source, run_id, artifacts=artifacts)
     run = detail.run
     data = {
         "run_id": run.run_id, "run_name": run.name, "experiment_id": run.experiment_id,
-        "experiment": detail.experiment, "status": run.status, **_times(run), "artifact_uri": run.artifact_uri,
+        "experiment": detail.experiment, "status": run.status, **_times(run), **_alive(run, source.settings),
+        "artifact_uri": run.artifact_uri,
         "params": dict(sorted(run.params.items())), "metrics": detail.final_metrics, "best": detail.best_metrics,
         "tags": dict(sorted(run.tags.items())),
         "artifacts": [{"path": p, "size_bytes": s} for p, s in detail.artifacts],
@@ -208,9 +212,9 @@ def show(
         from heimdall_cli.cli.output import table
 
         console.print(table(f"Run {run.run_id}", ["", "value"], [
-            ("name", run.name), ("experiment", detail.experiment), ("status", run.status),
+            ("name", run.name), ("experiment", detail.experiment), ("status", _status_cell(data)),
             ("started (UTC)", data["start_time"]), ("ended (UTC)", data["end_time"]),
-            ("duration", _duration(run.duration_s)), ("artifacts at", run.artifact_uri)]))
+            ("duration", _duration(data["duration_s"])), ("artifacts at", run.artifact_uri)]))
         metrics = [(k, v, detail.best_metrics.get(_best_of(k))) for k, v in detail.final_metrics.items()]
         metrics += [(k, None, v) for k, v in detail.best_metrics.items()
                     if not any(_best_of(m) == k for m in detail.final_metrics)]
@@ -221,7 +225,7 @@ def show(
         if artifacts:
             console.print(table("Artifacts", ["path", "bytes"], detail.artifacts))
 
-    make_output(json_out, quiet).result(data, human=human, bare=run.status)
+    make_output(json_out, quiet).result(data, human=human, bare=data["status"])
 
 
 @app.command("compare")
@@ -336,8 +340,27 @@ def _times(run: RunRecord) -> dict[str, Any]:
             "duration_s": None if run.duration_s is None else round(run.duration_s, 3)}
 
 
-def _summary(run: RunRecord) -> dict[str, Any]:
-    return {"run_id": run.run_id, "run_name": run.name, "status": run.status, **_times(run),
+def _alive(run: RunRecord, settings: Any) -> dict[str, Any]:
+    """``status`` LOST for a RUNNING run whose heartbeat stopped (its duration: until last seen); ``last_seen``."""
+    import time
+
+    from heimdall_cli.cli.output import timestamp
+    from heimdall_cli.tracking.liveness import LOST, last_seen, shown_status
+
+    seen, status = last_seen(run), shown_status(run, time.time(), settings.tracking.lost_after_s)
+    out: dict[str, Any] = {"status": status, "last_seen": None if seen is None else timestamp(int(seen * 1000))}
+    if status == LOST and seen is not None and run.start_time is not None:
+        out["duration_s"] = round(seen - run.start_time / 1000, 3)
+    return out
+
+
+def _status_cell(data: dict[str, Any]) -> str:
+    seen = (data["last_seen"] or "")[:16].replace("T", " ")
+    return f"LOST (seen {seen})" if data["status"] == "LOST" else data["status"]
+
+
+def _summary(run: RunRecord, settings: Any) -> dict[str, Any]:
+    return {"run_id": run.run_id, "run_name": run.name, "status": run.status, **_times(run), **_alive(run, settings),
             "metrics": dict(sorted(run.metrics.items())), "tags": dict(sorted(run.tags.items()))}
 
 

@@ -68,6 +68,14 @@ class TrackingSettings(Section):
     system_metrics_interval_s: float = Field(
         10.0, ge=0.1, le=3600, description="Seconds between two system-metric samples."
     )
+    heartbeat_interval_s: float = Field(
+        30.0, ge=0, le=3600, description="Seconds between two liveness beats of a running run (the tag "
+        "heimdall.heartbeat; 0 disables): runs list shows a RUNNING run whose beats stopped as LOST."
+    )
+    lost_after_s: float | None = Field(
+        None, gt=0, description="A RUNNING run is LOST once its last beat is older than this many seconds "
+        "(default: 3 × the interval the run beat at)."
+    )
 
     @model_validator(mode="before")
     @classmethod

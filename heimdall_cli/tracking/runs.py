@@ -21,6 +21,7 @@ from heimdall_cli.backend_errors import translated
 from heimdall_cli.errors import BackendUnavailable, ConfigError, NotFound
 from heimdall_cli.redact import mask_uri
 from heimdall_cli.tracking.batcher import MetricBatcher, Point
+from heimdall_cli.tracking.heartbeat import Heartbeat, start_heartbeat
 from heimdall_cli.tracking.models import save_pytorch_model
 from heimdall_cli.tracking.names import generate_run_name
 from heimdall_cli.tracking.outage import EventFn, RunWriter
@@ -46,6 +47,7 @@ class RunTracker:
         self.on_event = on_event  # outage warnings (default: logged as WARNING on stderr)
         self._batcher: MetricBatcher | None = None
         self._writer: RunWriter | None = None
+        self._heartbeat: Heartbeat | None = None
 
     # ------------------------------------------------------------------ identity
     @property
@@ -136,7 +138,14 @@ class RunTracker:
                            pending=lambda: batcher.pending, on_event=self.on_event)
         writer.remember(tags=run.data.tags)
         self._batcher, self._writer = batcher, writer
+        self._heartbeat = start_heartbeat(self.client, self.run_id, self.settings.tracking.heartbeat_interval_s,
+                                          run.data.tags)
         return self.run_id
+
+    def _stop_heartbeat(self) -> None:
+        heartbeat, self._heartbeat = self._heartbeat, None
+        if heartbeat is not None:
+            heartbeat.stop()
 
     @property
     def spool_dir(self) -> Path:
@@ -163,6 +172,7 @@ class RunTracker:
         if status not in END_STATUSES:
             raise ConfigError(f"Run status {status!r} is not one of {', '.join(END_STATUSES)}.")
         run_id = self._require_run()
+        self._stop_heartbeat()
         if status == "KILLED" and self._writer is not None and self._writer.down_since is not None:
             self._writer.divert()  # stopping on a signal: no time to wait out an outage; spool the rest
         try:
@@ -368,6 +378,7 @@ class RunTracker:
 
     def close(self) -> None:
         """Flush and stop background work; does not end the run."""
+        self._stop_heartbeat()
         if self._batcher is not None:
             try:
                 self.flush()
