@@ -8,12 +8,14 @@ INSTALL_KEY := $(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-
 STAMP := $(VENV)/.heimdall-installed-$(INSTALL_KEY)
 PYTEST_ARGS ?=
 
-.PHONY: install quickstart test test-fast lint bench docker-validate up down logs train-docker stack-local clean help
+.PHONY: install quickstart test test-fast lint docs docs-gen docs-serve bench docker-validate up down logs train-docker stack-local clean help
 
 help:
 	@echo "make quickstart   install if needed, then train the quickstart profile (embedded MLflow, CPU)"
 	@echo "make test         install if needed, then lint and run the whole test suite"
 	@echo "make test-fast    lint and the tests not marked slow (no training, no servers): a few minutes"
+	@echo "make docs         build the documentation site into site/ (mkdocs build --strict)"
+	@echo "make docs-gen     regenerate docs/reference/cli.md and configuration.md from the code"
 	@echo "make bench        run the benchmarks in bench/ (prints numbers and ratios)"
 	@echo "make up|down|logs the docker compose stack (PostgreSQL, MinIO, mlflow server)"
 
@@ -42,6 +44,15 @@ test-fast: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
+
+docs: install
+	$(BIN)/mkdocs build --strict --site-dir site
+
+docs-gen: install
+	$(BIN)/python scripts/gen_reference.py
+
+docs-serve: install
+	$(BIN)/mkdocs serve
 
 bench: install
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

@@ -112,7 +112,7 @@ def import_sigmf(
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Import SigMF: one collection per transmission, one recording per receiver (keys: README "SigMF").
+    """Import SigMF: one collection per transmission, one recording per receiver (keys: docs/reference/sigmf.md).
 
     The station slots are the stations the recordings name, in the order first seen.
     Features are extracted with data.features. A cut-off import resumes (the same command).
@@ -331,10 +331,10 @@ def import_table(
     """Import a received-power table (CSV or Parquet): a received-power dataset (no spectrograms).
 
     Every problem names FILE:LINE and exits 2 (--skip-bad: left out and counted). A cut-off
-    import resumes (the same command). Unknown receiver positions are NaN (README
-    "Importing received-power tables").
+    import resumes (the same command). Unknown receiver positions are NaN (docs/guides/importing.md,
+    "Received-power tables").
 
-    Examples (README "Importing received-power tables" imports the POWDER dataset):
+    Examples (docs/guides/importing.md imports the POWDER dataset):
 
       heimdall data import table rss.csv --receivers rx.csv --tx-lat lat --tx-lon lon --not-heard -101 --out data/rss
 

@@ -1,6 +1,6 @@
 """SigMF in and out: one recording per receiver, one ``.sigmf-collection`` per transmission.
 
-The keys heimdall writes and reads (README "SigMF"):
+The keys heimdall writes and reads (docs/reference/sigmf.md):
 
 - each recording (``.sigmf-meta`` + ``.sigmf-data``): ``global.core:datatype`` (any complex
   type the ``sigmf`` package reads; heimdall writes ``cf32_le`` or ``ci16_le``),

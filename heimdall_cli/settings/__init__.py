@@ -20,7 +20,10 @@ __all__ = ["SECRET_KEYS", "DataSettings", "FeatureSettings", "Settings", "Storag
 
 
 def __getattr__(name: str) -> Any:
-    """``from heimdall_cli.settings import settings`` (the seed's spelling) is ``load_settings()``."""
+    """``from heimdall_cli.settings import settings`` is ``load_settings()``.
+
+    (The spelling of the original ``MLflowTracker`` usage example.)
+    """
     if name == "settings":
         return load_settings()
     raise AttributeError(name)

@@ -1,7 +1,7 @@
 """The data sections that describe signals: the synthetic world and the IQ feature extractor.
 
 Every world default is a published or measured value for VHF/UHF links, cited in the
-field's description (README "Synthetic world"); none is tuned to make a target easy.
+field's description (docs/background/synthetic-world.md); none is tuned to make a target easy.
 """
 
 from __future__ import annotations

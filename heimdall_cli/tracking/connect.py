@@ -75,7 +75,7 @@ def offline_settings(settings: Settings) -> Settings:
 
 
 def initialize_mlflow(settings: Settings) -> Tracker:
-    """The seed's entry point: a patient tracker for ``settings`` (training-style writes)."""
+    """The original tracker API's entry point: a patient tracker for ``settings`` (training-style writes)."""
     return open_tracker(settings, patient=True)
 
 
