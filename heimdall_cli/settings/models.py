@@ -1,7 +1,7 @@
 """The settings model: one pydantic-settings class with nested sections.
 
 Each section is a plain ``BaseModel`` whose fields carry ``Field(description=…)``; the
-descriptions serve ``--help``, ``heimdall config show --explain`` and the README.
+descriptions serve ``--help``, ``heimdall config show --explain`` and docs/reference/configuration.md.
 Resolving values from flags, environment, ``.env`` and a config file is
 :func:`heimdall_cli.settings.load_settings`'s job (:mod:`heimdall_cli.settings.resolve`).
 """
@@ -180,7 +180,8 @@ class TrainingSettings(Section):
                                     "training sample (a model that copes with absent receivers).")
     architecture: Literal["slots", "set"] = Field(
         "slots", description="slots: one backbone image channel per station of the training data (the better and "
-        "faster model on a fixed network: bench/README.md); set: the receivers as a set, each with its features and "
+        "faster model on a fixed network: docs/development/benchmarks.md); set: the receivers as a set, each with its "
+        "features and "
         "position (any number, moving receivers, stations it has not seen; the backbone encodes each receiver's "
         "spectrogram).",
     )

@@ -168,7 +168,7 @@ def find_best(
 
 
 def best_run(tracker: RunSource, metric: str, mode: str = "min", **kwargs: Any) -> RunRecord:
-    """The seed API's ``get_best_run``: the winning run as a :class:`RunRecord`."""
+    """The original tracker API's ``get_best_run``: the winning run as a :class:`RunRecord`."""
     return find_best(tracker, metric, mode, **kwargs).run
 
 

@@ -1,7 +1,7 @@
 """``Tracker``: the one tracker service every command gets from :func:`~heimdall_cli.tracking.open_tracker`.
 
 It is a :class:`~heimdall_cli.tracking.runs.RunTracker` (experiments, runs, params,
-metrics, artifacts, models) plus the seed's registry and search methods, which hand
+metrics, artifacts, models) plus the registry and search methods of the original ``MLflowTracker`` API, which hand
 over to :mod:`heimdall_cli.tracking.registry` and :mod:`heimdall_cli.tracking.search`.
 """
 
@@ -17,7 +17,7 @@ from heimdall_cli.tracking.runs import RunTracker
 
 
 class Tracker(RunTracker):
-    """The tracker service (the seed's ``MLflowTracker``).
+    """The tracker service (the original ``MLflowTracker`` API).
 
     Read-your-writes: every query first sends this process's queued metrics, so a
     ``log_metrics`` followed by ``get_best_run`` sees its own points.

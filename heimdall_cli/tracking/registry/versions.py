@@ -36,7 +36,7 @@ def derived_stage(aliases: list[str] | set[str]) -> str:
 
 
 def normalise_model_uri(model_uri: str) -> tuple[str, str]:
-    """``runs:/ID/path`` (also the seed's ``runs://ID/path``) -> (run_id, path)."""
+    """``runs:/ID/path`` (also the older ``runs://ID/path`` spelling) -> (run_id, path)."""
     if not model_uri.startswith("runs:/"):
         raise ConfigError(f"Model URI {model_uri!r} is not runs:/RUN_ID/PATH.")
     rest = model_uri[len("runs:/") :].lstrip("/")
