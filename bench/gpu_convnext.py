@@ -5,9 +5,11 @@ temporary folder against ``tracking.enabled=false``; the arms alternate (A B B A
 Images/s counts the training loop only (intervals between training batches after
 warm-up; validation, startup and the end of the run excluded). Prints the GPU's
 name. Without CUDA it says so and exits 0 (``--cpu-smoke`` runs a tiny CPU version
-to check the script itself).
+to check the script itself). ``--compile`` compares ``training.compile`` (torch.compile of the
+backbone) against eager instead, both tracked; the compiler's warm-up is reported apart (the
+first steps are not counted in images/s).
 
-Run on a GPU box: ``python bench/gpu_convnext.py [--quick] [--batch-size 256] [--steps 60] [--pairs 2]``
+Run on a GPU box: ``python bench/gpu_convnext.py [--quick] [--compile] [--batch-size 256] [--steps 60] [--pairs 2]``
 """
 
 from __future__ import annotations
@@ -54,7 +56,8 @@ def timer_callback(skip: int) -> Any:
 _SPLITS: dict[str, Any] = {}  # same data for every run: generated once
 
 
-def one_run(tracked: bool, args: argparse.Namespace, tmp: str, i: int) -> float:
+def one_run(tracked: bool, args: argparse.Namespace, tmp: str, i: int, compiled: bool = False) -> tuple[float, float]:
+    """(images/s over the counted steps, wall seconds of the whole fit: start-up and compile included)."""
     from heimdall_cli.data.dataset import build_splits
     from heimdall_cli.settings import load_settings
     from heimdall_cli.training.fit import run
@@ -68,7 +71,7 @@ def one_run(tracked: bool, args: argparse.Namespace, tmp: str, i: int) -> float:
         "training": {"backbone": args.backbone, "pretrained": False, "precision": args.precision,
                      "accelerator": args.accelerator, "devices": "1", "batch_size": args.batch_size,
                      "max_steps": args.steps, "epochs": 1, "num_workers": args.workers,
-                     "output_dir": f"{tmp}/out{i}", "save_top_k": 1},
+                     "output_dir": f"{tmp}/out{i}", "save_top_k": 1, "compile": compiled},
         "data": {"source": "synthetic", "samples": samples},
     }
     settings = load_settings(None, flags=flags, env_file=None)
@@ -78,8 +81,9 @@ def one_run(tracked: bool, args: argparse.Namespace, tmp: str, i: int) -> float:
     timer = timer_callback(skip=5)
     prep = prepare(settings, splits=_SPLITS[key])
     prep.parts.trainer.callbacks.append(timer)
+    started = time.perf_counter()
     run(prep, evaluate=False)  # test, plots, model logging: not what this measures
-    return args.batch_size * len(timer.intervals) / sum(timer.intervals)
+    return args.batch_size * len(timer.intervals) / sum(timer.intervals), time.perf_counter() - started
 
 
 def main() -> int:
@@ -90,6 +94,8 @@ def main() -> int:
     parser.add_argument("--steps", type=int, help="training steps per run (default 60, quick 20; first 5 not counted)")
     parser.add_argument("--pairs", type=int, help="runs per arm (default 2, quick 1)")
     parser.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), help="DataLoader workers")
+    parser.add_argument("--compile", action="store_true",
+                        help="compiled (training.compile) against eager, both tracked, instead of tracked/untracked")
     parser.add_argument("--cpu-smoke", action="store_true",
                         help="no GPU: run a tiny CPU version (test_convnext, 32-true) to check the script")
     args = parser.parse_args()
@@ -120,12 +126,14 @@ def main() -> int:
 
     print(f"{args.backbone}, {args.precision}, random init, batch {args.batch_size}, {args.steps} steps per run, "
           f"{args.workers} loader workers, {args.pairs} runs per arm (alternating)")
+    if args.compile:
+        return compare_compile(args)
     rates: dict[str, list[float]] = {"tracked (sqlite)": [], "untracked": []}
     with tempfile.TemporaryDirectory(prefix="heimdall-gpu-bench-") as tmp:
         order = [x for p in range(args.pairs) for x in ((True, False) if p % 2 == 0 else (False, True))]
         for i, tracked in enumerate(order):
             arm = "tracked (sqlite)" if tracked else "untracked"
-            rate = one_run(tracked, args, tmp, i)
+            rate, _ = one_run(tracked, args, tmp, i)
             rates[arm].append(rate)
             print(f"  run {i + 1} {arm:17s} {rate:10,.0f} images/s", flush=True)
     tracked, untracked = statistics.median(rates["tracked (sqlite)"]), statistics.median(rates["untracked"])
@@ -134,6 +142,29 @@ def main() -> int:
     smoke = " (CPU smoke run, not a GPU number)" if args.cpu_smoke else ""
     c.print_verdict("gpu_convnext", None, f"tracked/untracked {tracked / untracked:.3f}, {tracked:,.0f} images/s "
                     f"tracked{smoke}", TARGET)
+    return 0
+
+
+def compare_compile(args: argparse.Namespace) -> int:
+    """Compiled against eager (both tracked), alternating; the first run of each arm is a warm-up."""
+    rates: dict[str, list[float]] = {"compiled": [], "eager": []}
+    walls: dict[str, list[float]] = {"compiled": [], "eager": []}
+    with tempfile.TemporaryDirectory(prefix="heimdall-gpu-bench-") as tmp:
+        for i, (arm, counted) in enumerate(c.schedule(("compiled", "eager"), args.pairs)):
+            rate, wall = one_run(True, args, tmp, i, compiled=arm == "compiled")
+            walls[arm].append(wall)
+            if counted:
+                rates[arm].append(rate)
+            print(f"  run {i + 1} {arm:9s} {rate:10,.0f} images/s, whole fit {wall:6.1f} s"
+                  f"{'' if counted else ' (warm-up, not counted)'}", flush=True)
+    compiled, eager = statistics.median(rates["compiled"]), statistics.median(rates["eager"])
+    warm = walls["compiled"][0] - walls["eager"][0]
+    print(f"images/s: compiled {compiled:,.0f}, eager {eager:,.0f}, ratio {compiled / eager:.3f} (medians over "
+          f"{args.pairs} runs per arm); compile warm-up: the first compiled fit took {warm:.0f} s longer than the "
+          f"first eager one")
+    smoke = " (CPU smoke run, not a GPU number)" if args.cpu_smoke else ""
+    c.print_verdict("gpu_convnext", None, f"compiled/eager {compiled / eager:.3f}, {compiled:,.0f} images/s "
+                    f"compiled, warm-up {warm:.0f} s{smoke}", "none (when to turn training.compile on)")
     return 0
 
 

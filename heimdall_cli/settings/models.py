@@ -212,6 +212,10 @@ class TrainingSettings(Section):
         0, ge=0, description="torch threads when training on the CPU (0: torch's default). On a shared or "
         "small machine 1 avoids threads spinning against each other.",
     )
+    compile: bool = Field(
+        False, description="Run the backbone through torch.compile (same weights and checkpoints; the first "
+        "steps wait for the compiler, minutes on a CPU). Pays off on a GPU for long runs: bench/bench_compile.py.",
+    )
     progress: Literal["auto", "rich", "plain", "none"] = Field(
         "auto", description="Progress display: auto (rich on a terminal, plain otherwise), rich, plain, none."
     )

@@ -180,3 +180,16 @@ class ShareRunId(Callback):
         logger = trainer.logger
         local = getattr(logger, "version", None) if trainer.is_global_zero else None
         self.run_id = trainer.strategy.broadcast(local, src=0)
+
+
+class CompileBackbone(Callback):
+    """``training.compile``: the backbone's forward through ``torch.compile`` when fitting starts.
+
+    ``nn.Module.compile`` compiles in place: the parameters and their ``state_dict`` names stay those
+    of the eager model, so the checkpoints and the logged model load without torch.compile.
+    """
+
+    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        backbone = getattr(getattr(pl_module, "net", None), "backbone", None)
+        if stage == "fit" and backbone is not None:
+            backbone.compile()

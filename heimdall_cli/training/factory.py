@@ -85,6 +85,10 @@ def build_trainer(
     if t.early_stopping_patience > 0:
         callbacks.append(EarlyStopping(monitor=t.monitor, mode="min", patience=t.early_stopping_patience,
                                        check_on_train_epoch_end=False))
+    if t.compile:
+        from heimdall_cli.training.callbacks import CompileBackbone
+
+        callbacks.append(CompileBackbone())
     callbacks.extend(extra_callbacks or [])
     trainer = L.Trainer(
         default_root_dir=run_dir,
