@@ -830,6 +830,7 @@ def _fail(out: str) -> bool:
 
 @pytest.mark.parametrize("command", [c for c in COMMANDS
                                      if c not in ("data import acquisition", *CONTROLLED_ELSEWHERE)])
+@pytest.mark.slow
 def test_known_good_invocation_succeeds(world: FuzzWorld, fuzz_dir: Path, command: str) -> None:
     """Positive control: the command does work in the fuzz world (exit 0, and the expected stdout)."""
     argv, check = _known_good(world, command, fuzz_dir)
@@ -869,6 +870,7 @@ INSERT INTO heimdall.measurements VALUES
 
 
 @pytest.mark.integration
+@pytest.mark.slow
 def test_known_good_acquisition_import_succeeds(world: FuzzWorld, fuzz_dir: Path) -> None:
     """Positive control of ``data import acquisition``: a real PostgreSQL database of its own (the fuzzed
     inputs only ever reach a closed port)."""
@@ -903,6 +905,7 @@ def test_every_command_is_fuzzed_or_named_here() -> None:
 @pytest.mark.parametrize("command", COMMANDS)
 @FUZZ_SETTINGS
 @given(data=st.data())
+@pytest.mark.slow
 def test_fuzz_command_arguments(world: FuzzWorld, fuzz_dir: Path, command: str, data: st.DataObject) -> None:
     argv = data.draw(argv_for(world, command), label="argv")
     judge(command, run(world, fuzz_dir, argv, count_as=command))
@@ -941,6 +944,7 @@ def endpoints() -> st.SearchStrategy[str]:
 @pytest.mark.parametrize("command", list(BACKEND_COMMANDS))
 @FUZZ_SETTINGS
 @given(data=st.data())
+@pytest.mark.slow
 def test_fuzz_backend_locations(world: FuzzWorld, fuzz_dir: Path, command: str, data: st.DataObject) -> None:
     """Odd tracking URIs (``--tracking-uri``) and artifact stores (environment) on every command that opens one."""
     args = [a.format(run=world.run_ids[0], run2=world.run_ids[1]) for a in BACKEND_COMMANDS[command]]
@@ -962,6 +966,7 @@ _ROOT_TOKENS = ["-v", "--verbose", "--version", "-h", "--help", "--bogus", "runs
 @FUZZ_SETTINGS
 @given(tokens=st.lists(st.one_of(st.sampled_from(_ROOT_TOKENS), JUNK.filter(lambda s: s not in ("train", "ui"))),
                        max_size=4))
+@pytest.mark.slow
 def test_fuzz_root_and_groups(world: FuzzWorld, fuzz_dir: Path, tokens: list[str]) -> None:
     """``heimdall …`` with random top-level tokens: groups without subcommands, unknown commands."""
     judge("heimdall", run(world, fuzz_dir, tokens, count_as="heimdall (root and groups)"))
@@ -984,6 +989,7 @@ CONFIG_COMMANDS = {
 @pytest.mark.parametrize("command", list(CONFIG_COMMANDS))
 @FUZZ_SETTINGS
 @given(data=st.data())
+@pytest.mark.slow
 def test_fuzz_config_files(world: FuzzWorld, fuzz_dir: Path, command: str, data: st.DataObject) -> None:
     """``--config FILE`` with random YAML/JSON, garbage, binary junk and deep nesting."""
     cfg = data.draw(config_files(), label="config")
@@ -991,6 +997,7 @@ def test_fuzz_config_files(world: FuzzWorld, fuzz_dir: Path, command: str, data:
     judge(command.split(" --")[0], run(world, fuzz_dir, argv, count_as=f"config files: {command}"))
 
 
+@pytest.mark.slow
 def test_zz_inputs_tried(capsys: pytest.CaptureFixture[str]) -> None:
     """Print how many inputs each command got (runs last in this module)."""
     if not TRIED:

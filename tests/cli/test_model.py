@@ -110,6 +110,7 @@ def test_register_bad_input(sqlite_only, fresh_experiment):
 # --------------------------------------------------------------------------- promote and roll back
 
 
+@pytest.mark.slow
 def test_promote_rollback_archive(world):
     v1, v2, v3 = _register(world.run_id), _register(world.clones["clone-a"]), _register(world.clones["clone-failed"])
     assert (v1, v2, v3) == (1, 2, 3)

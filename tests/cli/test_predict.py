@@ -25,6 +25,7 @@ def _register(world) -> str:
     return result.stdout.strip()
 
 
+@pytest.mark.slow
 def test_predict_a_dataset_by_alias_version_and_run(sqlite_only, tmp_path):
     write_dataset(tmp_path / "ds", 40, SEED, WorldSettings(), FeatureSettings(), shard_size=40)
     version = _register(sqlite_only)
@@ -58,6 +59,7 @@ def test_predict_a_dataset_by_alias_version_and_run(sqlite_only, tmp_path):
     assert len(quiet) == 40 and len(quiet[0].split()) == 3
 
 
+@pytest.mark.slow
 def test_predictions_beat_the_centre_and_their_own_shuffle(sqlite_only, tmp_path):
     # The oracle fails a constant or shuffled answer: a model that learned something (tests/cli/learned.py) beats
     # the receivers' centre (~90 km) and its own answers given to the wrong samples (measured 0.56x and 0.55x).
@@ -73,6 +75,7 @@ def test_predictions_beat_the_centre_and_their_own_shuffle(sqlite_only, tmp_path
     assert model < 0.75 * centre and model < 0.75 * shuffled, (model, centre, shuffled)
 
 
+@pytest.mark.slow
 def test_predict_sigmf_gives_what_the_dataset_gives(sqlite_only, tmp_path):
     write_synthetic(tmp_path / "sigmf", 5, SEED, WorldSettings(), FeatureSettings())
     write_dataset(tmp_path / "ds", 5, SEED, WorldSettings(), FeatureSettings(), shard_size=5)
@@ -84,6 +87,7 @@ def test_predict_sigmf_gives_what_the_dataset_gives(sqlite_only, tmp_path):
     assert from_iq["predictions"][0]["ref"] == "tx-000000"
 
 
+@pytest.mark.slow
 def test_predict_refuses_what_does_not_match_and_unknown_models(sqlite_only, tmp_path):
     write_dataset(tmp_path / "other", 10, SEED, WorldSettings(), FeatureSettings(fft_size=128), shard_size=10)
     mismatch = cli("predict", sqlite_only.run_id, "--dataset", str(tmp_path / "other"))

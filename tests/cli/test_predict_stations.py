@@ -38,6 +38,7 @@ def _latlon(data):
     return np.array([[p["lat"], p["lon"]] for p in data["predictions"]])
 
 
+@pytest.mark.slow
 def test_sigmf_from_another_writer_is_predicted_from_its_seven_stations(sqlite_only, foreign, tmp_path):
     learned = learned_run(sqlite_only)  # a model that beats the centre (tests/cli/learned.py)
     three = cli("data", "import", "sigmf", *map(str, foreign.collections[:3]), "--out", str(tmp_path / "ds"), "--json")
@@ -71,6 +72,7 @@ def test_sigmf_from_another_writer_is_predicted_from_its_seven_stations(sqlite_o
     np.testing.assert_allclose(pred, _latlon(own), atol=0.02)  # 30 m of GPS scatter moves little
 
 
+@pytest.mark.slow
 def test_the_matching_is_reported_and_names_match_whatever_their_spelling(sqlite_only, tmp_path):
     # Upstream's names, 2 km from the model's positions: only the names can match them.
     named = foreign_sigmf.write(tmp_path / "named", 3, SEED, how="json", names=UPSTREAM, moved_m=2000.0)
@@ -90,6 +92,7 @@ def test_the_matching_is_reported_and_names_match_whatever_their_spelling(sqlite
     assert "aquila -> Aquila di Giaveno (by position, " in human.stderr and " m away)" in human.stderr
 
 
+@pytest.mark.slow
 def test_a_slot_model_that_knows_none_of_the_stations_is_exit_2_naming_them(sqlite_only, slots_model, tmp_path):
     far = foreign_sigmf.write(tmp_path / "far", 3, SEED, how="json", moved_m=5000.0)
     for args in ([], ["--json"], ["-q"]):
@@ -110,6 +113,7 @@ def test_a_sample_heard_only_by_stations_the_model_does_not_know_is_exit_2(sqlit
     assert "tx00 " not in result.stderr and "tx02 " not in result.stderr
 
 
+@pytest.mark.slow
 def test_a_slot_model_reads_each_station_in_its_own_slot(sqlite_only, slots_model, tmp_path):
     from heimdall_cli.data.synth import write_dataset
     from heimdall_cli.settings import FeatureSettings, WorldSettings
@@ -124,6 +128,7 @@ def test_a_slot_model_reads_each_station_in_its_own_slot(sqlite_only, slots_mode
     np.testing.assert_allclose(_latlon(got), _latlon(own), atol=0.005)
 
 
+@pytest.mark.slow
 def test_a_model_logged_before_the_iq_column_reads_rows_without_it(sqlite_only, tmp_path):
     import torch
 
@@ -154,6 +159,7 @@ def with_asti(tmp_path_factory):
             foreign_sigmf.write(folder / "without", 6, SEED, how="json", receivers=receivers, leave_out=("asti",)))
 
 
+@pytest.mark.slow
 def test_a_slot_model_leaves_a_station_it_does_not_know_out_and_says_so(sqlite_only, slots_model, with_asti):
     both, without = with_asti
     assert both.samples.rx_mask[:, -1].sum() >= 4  # Asti heard most of them
@@ -222,6 +228,7 @@ def slots_model(sqlite_world, tmp_path_factory):
     return _log_model(sqlite_world, tmp_path_factory.mktemp("slots") / "slots-model", "slots", any_count=False)
 
 
+@pytest.mark.slow
 def test_a_set_model_reads_stations_it_has_not_seen_from_their_position(sqlite_only, with_asti, tmp_path):
     both, without = with_asti
     run_id = _log_model(sqlite_only, tmp_path / "set-model", "set")

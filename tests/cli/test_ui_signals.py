@@ -34,6 +34,7 @@ def _group_alive(pgid: int) -> bool:
 
 
 @pytest.mark.parametrize("inherited", ["ignored", "default"])
+@pytest.mark.slow
 def test_ui_stops_on_sigint_and_takes_its_server_along(inherited: str, tmp_path: Path):
     port = free_port()
     env = {**os.environ, "HEIMDALL_STORAGE__ARTIFACT_ROOT": str(tmp_path / "artifacts"),

@@ -75,6 +75,7 @@ def silent_server() -> Iterator[int]:
 # --------------------------------------------------------------------------- passing
 
 
+@pytest.mark.slow
 def test_verify_passes_on_the_embedded_sqlite_default(tmp_path):
     result = verify()
     assert result.exit_code == 0, result.output
@@ -97,6 +98,7 @@ def test_verify_json_schema():
     assert "random init" in checks["backbone"]["detail"]
 
 
+@pytest.mark.slow
 def test_verify_full_on_every_backend(backend_env, request):
     code, checks = verify_json("--full")
     assert code == 0, checks
@@ -133,6 +135,7 @@ VERIFY_BOUND_S = 20
 
 
 @pytest.mark.parametrize("where", ["closed port", "silent host"])
+@pytest.mark.slow
 def test_dead_postgres_fails_with_exit_3_in_seconds(where, silent_server):
     port = free_port() if where == "closed port" else silent_server
     uri = f"postgresql+psycopg://heimdall:{PASSWORD}@127.0.0.1:{port}/mlflow"
@@ -144,6 +147,7 @@ def test_dead_postgres_fails_with_exit_3_in_seconds(where, silent_server):
     assert "Traceback" not in proc.stdout + proc.stderr
 
 
+@pytest.mark.slow
 def test_silent_tracking_server_fails_with_exit_3_in_seconds(silent_server):
     proc, seconds = run_cli("verify", "--json", env={"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{silent_server}"})
     assert proc.returncode == 3 and seconds < VERIFY_BOUND_S, (seconds, proc.stderr)

@@ -30,6 +30,7 @@ def default_world():
     return world, params, generate(400, 11, world, params)
 
 
+@pytest.mark.slow
 def test_references_on_the_default_world(default_world):
     world, params, s = default_world
     refs = reference_estimates(RFDataset.of(s, NETWORK_CENTRE), world, params_dict(params), params)

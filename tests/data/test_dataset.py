@@ -30,6 +30,7 @@ def test_split_indices_deterministic_and_disjoint():
         split_indices(2, 0.4, 0.4, seed=0)
 
 
+@pytest.mark.slow
 def test_synthetic_splits(settings, features):
     splits = build_splits(settings)
     assert (len(splits.train), len(splits.val), len(splits.test)) == (210, 30, 60)

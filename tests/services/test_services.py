@@ -242,6 +242,7 @@ def _wait_for_huey(server: MlflowServer, timeout_s: float = 30.0) -> list[dict]:
 # --------------------------------------------------------------------------- backend_env
 
 
+@pytest.mark.slow
 def test_backend_env_configures_heimdall(
     backend_env: BackendEnv, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:

@@ -148,6 +148,7 @@ def test_run_id_prefixes_resolve_like_git():
 
 
 @pytest.mark.parametrize("backend_env", ["sqlite"], indirect=True)
+@pytest.mark.slow
 def test_query_commands_do_not_import_mlflow(tmp_path: Path, backend_env):
     """A fresh ``heimdall runs list`` process never loads MLflow (1.5 s of import) on the fast path."""
     tracker = open_tracker(load_settings(), patient=False)
@@ -162,6 +163,7 @@ def test_query_commands_do_not_import_mlflow(tmp_path: Path, backend_env):
 
 
 @pytest.mark.parametrize("backend_env", ["sqlite"], indirect=True)
+@pytest.mark.slow
 def test_queries_see_the_process_own_writes(backend_env, monkeypatch: pytest.MonkeyPatch):
     """``log_metrics`` then ``get_best_run`` in one process: the query flushes the queue first."""
     monkeypatch.setenv("HEIMDALL_TRACKING__FLUSH_INTERVAL_S", "60")  # nothing leaves the queue by itself

@@ -128,6 +128,7 @@ def run_seed(code: str) -> dict:
     ["sqlite", pytest.param("postgres_s3", marks=pytest.mark.integration)],
     indirect=True,
 )
+@pytest.mark.slow
 def test_seed_example_runs_with_only_imports_changed(backend_env, request):
     ns = run_seed(seed_code())
     tracker, run_id, version = ns["tracker"], ns["run_id"], ns["version"]
@@ -163,6 +164,7 @@ def test_seed_example_runs_with_only_imports_changed(backend_env, request):
 
 
 @pytest.mark.parametrize("backend_env", ["sqlite"], indirect=True)
+@pytest.mark.slow
 def test_seed_example_as_written_registers_a_model_it_never_logged(backend_env):
     with pytest.raises(NotFound, match="has no model logged at 'model'"):
         run_seed(seed_code(log_model=False))

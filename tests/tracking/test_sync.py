@@ -38,6 +38,7 @@ def _spooled_run(spool_dir: Path, tmp_path: Path, tags: dict[str, str] | None = 
     return run_id
 
 
+@pytest.mark.slow
 def test_sync_copies_everything_once_and_a_rerun_sends_nothing(backend_env, tmp_path):
     spool_dir = tmp_path / "spool"
     source_id = _spooled_run(spool_dir, tmp_path)
@@ -64,6 +65,7 @@ def test_sync_copies_everything_once_and_a_rerun_sends_nothing(backend_env, tmp_
     assert again.skipped == {"params": 2, "metric_points": 27, "artifacts": 1}
 
 
+@pytest.mark.slow
 def test_a_run_diverted_during_an_outage_merges_back_into_its_original_run(backend_env, tmp_path):
     target = open_tracker(load_settings(), patient=True)
     original = target.start_run("long-outage")

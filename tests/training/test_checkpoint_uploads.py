@@ -41,6 +41,7 @@ def _stored(tracker, folder: str = "checkpoints") -> dict[str, bytes]:
 
 @pytest.mark.parametrize("backend_env", ["sqlite", pytest.param("postgres_s3", marks=pytest.mark.integration)],
                          indirect=True)
+@pytest.mark.slow
 def test_each_content_is_uploaded_once_and_resume_follows_the_alias(backend_env, tmp_path):
     from heimdall_cli.settings import load_settings
     from heimdall_cli.tracking import open_tracker
