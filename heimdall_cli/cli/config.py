@@ -83,9 +83,12 @@ def init(
         typer.Argument(help="Where to write it (default: ./NAME.yaml).", dir_okay=False, show_default=False),
     ] = None,
     force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existing file.")] = False,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Write a packaged profile to a file you can edit, and print its path.
 
+    stdout carries the path (--json: {"profile", "path"}); -q also drops the hint on stderr.
     Exit 2 for an unknown profile, or when the file exists (unless --force).
 
     Examples:
@@ -108,6 +111,8 @@ def init(
         target.write_text(source.read_text(encoding="utf-8"), encoding="utf-8")
     except OSError as e:
         raise ConfigError(f"Cannot write {target}: {e.strerror}.", "Choose another PATH.") from None
-    out = make_output(quiet=True)  # the path alone on stdout, for scripts
-    out.result(None, bare=str(target))
-    make_output().info(f"Wrote the {name} profile. Edit it, then: heimdall train --config {target}")
+    out = make_output(json_out, quiet)
+    out.result({"profile": name, "path": str(target)}, bare=str(target),
+               human=lambda console: console.print(str(target), markup=False, highlight=False, soft_wrap=True))
+    command = "sweep start --name NAME" if name == "sweep" else "train"
+    out.info(f"Wrote the {name} profile. Edit it, then: heimdall {command} --config {target}")
