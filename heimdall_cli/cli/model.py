@@ -51,6 +51,15 @@ def register(
     best: Annotated[
         str | None, typer.Option("--best", metavar="METRIC", help="Register the best run by METRIC, e.g. val/loss.")
     ] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", metavar="MODEL_ID",
+                                 help="Register this logged model (m-… or models:/m-…; see runs show).")
+    ] = None,
+    best_checkpoint: Annotated[
+        str | None, typer.Option("--best-checkpoint", metavar="METRIC",
+                                 help="With --run-id or --best: register the run's model built from its best kept "
+                                 "checkpoint by METRIC (min unless --mode max).")
+    ] = None,
     mode: Annotated[str, typer.Option("--mode", help="With --best: min or max.")] = "min",
     experiment: ExperimentOpt = None,
     filter_string: Annotated[str | None, typer.Option("--filter", "-f", help="With --best: MLflow filter.")] = None,
@@ -77,15 +86,21 @@ def register(
       heimdall model register --best val/loss --tag dataset=synthetic-v2 --description "nightly"
 
       heimdall model register --run-id "$RUN" --name heimdall-localization-exp --json
+
+      heimdall model register --model m-0a1b2c…   (a logged model: see heimdall runs show RUN)
+
+      heimdall model register --run-id "$RUN" --best-checkpoint val/loss
     """
     from heimdall_cli.errors import ConfigError
     from heimdall_cli.tracking import registry
     from heimdall_cli.tracking.filters import check_mode, check_status, validate_filter
     from heimdall_cli.tracking.search import find_best, resolve_run_id
 
-    if (run_id is None) == (best is None):
-        raise ConfigError("Give exactly one of --run-id and --best.",
-                          "Examples: --run-id 3f2a…  or  --best val/loss")
+    if sum(x is not None for x in (run_id, best, model)) != 1:
+        raise ConfigError("Give exactly one of --run-id, --best and --model.",
+                          "Examples: --run-id 3f2a…  or  --best val/loss  or  --model m-3f2a…")
+    if model is not None and best_checkpoint is not None:
+        raise ConfigError("--best-checkpoint picks a model of a run: give it with --run-id or --best, not --model.")
     tags = _parse_tags(tag or [])
     if best is not None:
         check_mode(mode)
@@ -96,12 +111,22 @@ def register(
     dotted = {"tracking.model_name": name, "tracking.experiment": experiment}
     source = query_source(config, tracking_uri, **dotted)  # finding the run (or not) is a fast query
     chosen = None
+    model_id = model.removeprefix("models:/") if model else None
+    if model_id is not None and not model_id.startswith("m-"):
+        raise ConfigError(f"--model {model!r} is not a logged model id (m-…).",
+                          "See a run's models: heimdall runs show RUN")
     if best is not None:
         chosen = find_best(source, best, mode, filter_string=filter_string, status=status)
         run_id = chosen.run.run_id
-    else:
+    elif run_id is not None:
         run_id = source.get_run(resolve_run_id(source, str(run_id))).run_id
-    done = registry.register(source, run_id=run_id, description=description, tags=tags, wait_s=wait)
+    if best_checkpoint is not None:
+        from heimdall_cli.tracking.registry.register import best_checkpoint_model
+
+        check_mode(mode)
+        model_id = best_checkpoint_model(source, str(run_id), best_checkpoint, mode)
+    done = registry.register(source, run_id=run_id, model_id=model_id, description=description, tags=tags,
+                             wait_s=wait)
     v = done.version
     data = {
         "name": v.name, "version": v.version, "status": v.status, "created": done.created, "run_id": v.run_id,
@@ -282,8 +307,9 @@ def export(
     """Export a version to ONNX (dynamic batch), check parity with onnxruntime, log it in the source run.
 
     Input 'receivers' float32 [batch, slots, bands*frames + 9] (per receiver: spectrogram dBFS, power, noise,
-    SNR, offset, present, lat, lon, IQ flag, mask); output 'prediction' float32 [batch, 4] = lat_deg, lon_deg,
-    sigma_east_m, sigma_north_m. Parity on real
+    SNR, offset, present, lat, lon, IQ flag, mask). Output 0 'prediction' float32 [batch, 4] = lat_deg, lon_deg,
+    sigma_east_m, sigma_north_m; output 1 'uncertainty' float32 [batch, 3] = sigma_x_m (east), sigma_y_m
+    (north), theta_rad (0), the layout Heimdall's inference service reads. Parity on real
     samples: |onnx - torch| <= 1e-4 deg (lat/lon) and 1 m + 0.01 % (sigma), else exit 1
     and nothing is logged. -q prints the registered ONNX version (with --register) or
     the runs:/ URI of the logged ONNX model.
@@ -323,6 +349,8 @@ def export(
                 ("input", f"{result.input['name']} {result.input['dtype']} {result.input['shape']}"),
                 ("output", f"{result.output['name']} {result.output['dtype']} {result.output['shape']} = "
                            + ", ".join(result.output["columns"])),
+                ("output 1", f"{result.uncertainty['name']} {result.uncertainty['dtype']} "
+                             f"{result.uncertainty['shape']} = " + ", ".join(result.uncertainty["columns"])),
                 ("parity", f"ok on {result.samples_source}, batch sizes {p['batch_sizes']}"),
                 *[(f"max |Δ| {k}", v) for k, v in p["max_abs_diff"].items()]]
         if result.registered:

@@ -206,6 +206,7 @@ def show(
         "params": dict(sorted(run.params.items())), "metrics": detail.final_metrics, "best": detail.best_metrics,
         "tags": dict(sorted(run.tags.items())),
         "artifacts": [{"path": p, "size_bytes": s} for p, s in detail.artifacts],
+        "logged_models": [m.to_json() for m in detail.models],
     }
 
     def human(console: Any) -> None:
@@ -224,8 +225,19 @@ def show(
             console.print(table("Tags", ["tag", "value"], sorted(run.tags.items())))
         if artifacts:
             console.print(table("Artifacts", ["path", "bytes"], detail.artifacts))
+        if detail.models:
+            console.print(table("Logged models", ["model id", "kind", "epoch", "step", *MODEL_METRICS],
+                                [(m.model_id, m.kind, m.epoch, m.step, *(_model_metric(m, k) for k in MODEL_METRICS))
+                                 for m in detail.models]))
 
     make_output(json_out, quiet).result(data, human=human, bare=data["status"])
+
+
+MODEL_METRICS = ("loss", "error_m_p50")  # shown per logged model: val/… for a checkpoint, test/… for the final
+
+
+def _model_metric(model: Any, name: str) -> float | None:
+    return model.metrics.get(f"val/{name}", model.metrics.get(f"test/{name}"))
 
 
 @app.command("compare")
@@ -325,10 +337,10 @@ def sync(
 
     def human(console: Any) -> None:
         rows = [(r.source_run_id, r.target_run_id or "(new)", r.status, "yes" if r.created else "no", r.params,
-                 r.metric_points, f"{r.artifacts} ({r.artifact_bytes} B)") for r in reports]
+                 r.metric_points, f"{r.artifacts} ({r.artifact_bytes} B)", r.models) for r in reports]
         title = "Would sync" if dry_run else "Synced"
         console.print(table(title, ["spool run", "backend run", "status", "created", "params", "metric points",
-                                    "artifacts"], rows))
+                                    "artifacts", "models"], rows))
 
     make_output(json_out, quiet).result(data, human=human, bare=[r.target_run_id or "" for r in reports])
 

@@ -20,11 +20,29 @@ from typing import Any
 
 import numpy as np
 
-from heimdall_cli.export.interface import DEFAULT_OPSET, INPUT_NAME, OUTPUT_NAME
+from heimdall_cli.export.interface import DEFAULT_OPSET, INPUT_NAME, OUTPUT_NAME, UNCERTAINTY_NAME
+
+
+def with_uncertainty(module: Any) -> Any:
+    """``module`` with a second output ``uncertainty`` [batch, 3] = (σ east m, σ north m, θ = 0 rad)."""
+    import torch
+
+    class TwoOutputs(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = module
+
+        def forward(self, receivers: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            prediction = self.inner(receivers)
+            sigma = prediction[:, 2:4]
+            return prediction, torch.cat([sigma, torch.zeros_like(sigma[:, :1])], dim=1)
+
+    return TwoOutputs()
 
 
 def to_onnx(module: Any, example: np.ndarray, *, opset: int = DEFAULT_OPSET) -> Any:
-    """Export ``module`` (nn.Module or torch.export graph module) to an ``onnx.ModelProto``."""
+    """Export ``module`` (nn.Module or torch.export graph module) to an ``onnx.ModelProto`` with the outputs
+    ``prediction`` and ``uncertainty`` (:mod:`heimdall_cli.export.interface`)."""
     import torch
 
     x = torch.from_numpy(np.ascontiguousarray(example[: max(2, min(len(example), 4))], dtype=np.float32))
@@ -32,7 +50,8 @@ def to_onnx(module: Any, example: np.ndarray, *, opset: int = DEFAULT_OPSET) -> 
     with warnings.catch_warnings(), torch.no_grad(), _quiet_exporter():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
-            module, (x,), dynamo=True, opset_version=opset, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+            with_uncertainty(module), (x,), dynamo=True, opset_version=opset, input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME, UNCERTAINTY_NAME],
             dynamic_shapes=({0: batch},), verbose=False,
         )
     return make_runnable(program.model_proto)

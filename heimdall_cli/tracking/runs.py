@@ -48,6 +48,8 @@ class RunTracker:
         self._batcher: MetricBatcher | None = None
         self._writer: RunWriter | None = None
         self._heartbeat: Heartbeat | None = None
+        self.last_points: dict[str, Point] = {}  # the last value queued per metric key (linked to logged models)
+        self.logged_params: dict[str, str] = {}  # the params this process logged (copied to logged models)
 
     # ------------------------------------------------------------------ identity
     @property
@@ -225,6 +227,7 @@ class RunTracker:
             self.log_text(value, f"params/{key.replace('/', '_')}.txt", run_id=run_id)
             flat[key] = f"(in artifact params/{key.replace('/', '_')}.txt, {len(value)} characters)"
         items = [Param(k, v) for k, v in flat.items()]
+        self.logged_params.update(flat)
         if self._writer is not None and run_id == self.run_id:
             self._writer.remember(params=flat)
         for i in range(0, len(items), MAX_PARAMS_PER_BATCH):
@@ -257,6 +260,7 @@ class RunTracker:
                 # MLflow stores NaN/inf inconsistently across backends; keep them visible as such.
                 v = float("nan") if math.isnan(v) else math.copysign(1.7976931348623157e308, v)
             points.append(Point(key, v, ts, int(step or 0)))
+        self.last_points.update((p.key, p) for p in points)
         self._batcher.add(points)
 
     def log_metric(self, key: str, value: float, step: int | None = None) -> None:
@@ -341,7 +345,14 @@ class RunTracker:
         return sorted(out)
 
     def download_artifacts(self, artifact_path: str, dst: str | Path, run_id: str | None = None) -> Path:
-        """Download an artifact file or folder to ``dst``; returns the local path."""
+        """Download an artifact file or folder (or a logged model, ``models:/m-…``) to ``dst``; the local path."""
+        if artifact_path.startswith("models:/"):  # a logged model's files (models:/m-…)
+            from mlflow.artifacts import download_artifacts
+
+            with translated(f"Downloading {artifact_path}"):
+                location = self.client.get_logged_model(artifact_path.removeprefix("models:/")).artifact_location
+                return Path(download_artifacts(artifact_uri=location, dst_path=str(dst),
+                                               tracking_uri=self.client.tracking_uri))
         run_id = self._require_run(run_id)
         with translated(f"Downloading {artifact_path}"):
             return Path(self.client.download_artifacts(run_id, artifact_path, str(dst)))

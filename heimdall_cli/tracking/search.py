@@ -220,6 +220,7 @@ class RunDetail:
     run: RunRecord
     experiment: str
     artifacts: list[tuple[str, int | None]] = field(default_factory=list)
+    models: list[Any] = field(default_factory=list)  # LoggedModelRecord, by step
 
     @property
     def final_metrics(self) -> dict[str, float]:
@@ -235,7 +236,8 @@ def run_detail(tracker: RunSource, run_id: str, *, artifacts: bool = True) -> Ru
     run = tracker.get_run(resolve_run_id(tracker, run_id))
     experiment = tracker.experiment_name(run.experiment_id)
     files = tracker.list_artifacts(run_id=run.run_id) if artifacts else []
-    return RunDetail(run, experiment, files)
+    models = tracker.logged_models(run.run_id) if hasattr(tracker, "logged_models") else []
+    return RunDetail(run, experiment, files, models)
 
 
 @dataclass

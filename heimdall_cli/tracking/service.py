@@ -12,11 +12,12 @@ from typing import Any
 from heimdall_cli.backend_errors import translated
 from heimdall_cli.errors import ConfigError, NotFound
 from heimdall_cli.tracking import registry, search
+from heimdall_cli.tracking.logged_models import LoggedModels
 from heimdall_cli.tracking.records import RunRecord, VersionRecord
 from heimdall_cli.tracking.runs import RunTracker
 
 
-class Tracker(RunTracker):
+class Tracker(LoggedModels, RunTracker):
     """The tracker service (the original ``MLflowTracker`` API).
 
     Read-your-writes: every query first sends this process's queued metrics, so a

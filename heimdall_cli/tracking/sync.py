@@ -2,8 +2,9 @@
 
 Sync is a diff, so it is idempotent and resumable: the target run is found by the tag
 ``heimdall.synced_from = <spool id>/<run id>``; only params, metric points
-(key, step, timestamp, value), artifacts (path, size) and inputs that the target does
-not have yet are sent, and the run's status is set last.
+(key, step, timestamp, value), artifacts (path, size), inputs and logged models
+(:mod:`~heimdall_cli.tracking.sync_models`) that the target does not have yet are sent,
+and the run's status is set last.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from heimdall_cli.backend_errors import translated
 from heimdall_cli.errors import NotFound
 from heimdall_cli.tracking.spool import ORIGIN_RUN_ID, SYNCED_FROM, Spool
+from heimdall_cli.tracking.sync_models import sync_models
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -38,6 +40,7 @@ class SyncReport:
     artifacts: int = 0
     artifact_bytes: int = 0
     inputs: int = 0
+    models: int = 0  # logged models copied
     skipped: dict[str, int] = field(default_factory=dict)
 
 
@@ -83,6 +86,8 @@ def _sync_run(source: MlflowClient, run: Any, experiment_name: str, target: RunT
         _sync_metrics(source, client, run, target_id, report, dry_run)
         _sync_inputs(client, run, target_id, existing, report, dry_run)
         _sync_artifacts(source, client, run.info.run_id, target_id, report, dry_run)
+        report.models, report.skipped["models"] = sync_models(source, client, run, target_id, spool.spool_id,
+                                                              dry_run)
         if not dry_run and existing is not None and SYNCED_FROM not in existing.data.tags:
             client.set_tag(target_id, SYNCED_FROM, origin)
         if not dry_run and run.info.status != "RUNNING":

@@ -12,14 +12,22 @@ from __future__ import annotations
 
 import json
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from heimdall_cli.errors import ConfigError, NotFound, WorkFailed
-from heimdall_cli.export.interface import DEFAULT_OPSET, INPUT_NAME, MIN_OPSET, OUTPUT_COLUMNS, OUTPUT_NAME
+from heimdall_cli.export.interface import (
+    DEFAULT_OPSET,
+    INPUT_NAME,
+    MIN_OPSET,
+    OUTPUT_COLUMNS,
+    OUTPUT_NAME,
+    UNCERTAINTY_COLUMNS,
+    UNCERTAINTY_NAME,
+)
 from heimdall_cli.tracking import registry
 from heimdall_cli.tracking.models import load_pytorch_model, read_mlmodel, save_onnx_model
 
@@ -43,6 +51,7 @@ class OnnxExport:
     output: dict[str, Any]
     samples_source: str
     parity: dict[str, Any]
+    uncertainty: dict[str, Any] = field(default_factory=dict)  # output 1 of the ONNX graph
     registered: dict[str, Any] | None = None
     file: str | None = None
     size_bytes: int = 0
@@ -103,6 +112,8 @@ def export_onnx(
             input={"name": INPUT_NAME, "dtype": "float32", "shape": ["batch", *shape[1:]]},
             output={"name": OUTPUT_NAME, "dtype": "float32", "shape": ["batch", len(columns)],
                     "columns": columns},
+            uncertainty={"name": UNCERTAINTY_NAME, "dtype": "float32", "shape": ["batch", 3],
+                         "columns": list(UNCERTAINTY_COLUMNS)},
             samples_source=source, parity=parity_json, size_bytes=model.ByteSize(),
         )
         _log_onnx(tracker, run.run_id, model, batch, meta, result, Path(tmp) / "onnx")
@@ -123,6 +134,9 @@ def export_onnx(
 
 def _download_model(tracker: RunTracker, run: RunRecord, record: VersionRecord, dst: Path) -> Path:
     root = run.artifact_uri.rstrip("/") + "/"
+    if not record.source.startswith(root) and record.tags.get("heimdall.model_id"):  # from a logged model
+        dst.mkdir(parents=True, exist_ok=True)
+        return tracker.download_artifacts(f"models:/{record.tags['heimdall.model_id']}", dst)
     if not record.source.startswith(root):
         raise WorkFailed(f"Version {record.version} source {record.source} is not inside its run's artifacts.",
                          "Register models with heimdall model register.")
@@ -194,9 +208,11 @@ def _log_onnx(tracker: RunTracker, run_id: str, model: Any, batch: np.ndarray, m
 
     example = batch[:2]
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    prediction = session.run([OUTPUT_NAME], {INPUT_NAME: example})[0]
+    prediction, uncertainty = session.run([OUTPUT_NAME, UNCERTAINTY_NAME], {INPUT_NAME: example})
     metadata = {**meta.get("metadata", {}), "onnx_input": INPUT_NAME, "onnx_output": OUTPUT_NAME,
+                "onnx_outputs": [OUTPUT_NAME, UNCERTAINTY_NAME], "uncertainty_columns": list(UNCERTAINTY_COLUMNS),
                 "exported_from": f"models:/{result.name}/{result.version}",
                 "parity_max_abs_diff": result.parity["max_abs_diff"]}
-    save_onnx_model(model, local, input_example=example, prediction=prediction, metadata=metadata)
+    save_onnx_model(model, local, input_example=example,
+                    prediction={OUTPUT_NAME: prediction, UNCERTAINTY_NAME: uncertainty}, metadata=metadata)
     tracker.log_artifacts(local, ARTIFACT_PATH, run_id=run_id)

@@ -83,6 +83,11 @@ class FastSource:
     def list_artifacts(self, path: str | None = None, run_id: str | None = None) -> list[tuple[str, int | None]]:
         return self._ask("list_artifacts", path, run_id)
 
+    def logged_models(self, run_id: str | None = None) -> list[Any]:
+        if self.reader is not None and hasattr(self.reader, "logged_models"):
+            return self._ask("logged_models", run_id)
+        return self.tracker.logged_models(run_id)
+
     def registered_model_aliases(self, name: str) -> dict[str, int] | None:
         return self._ask("registered_model_aliases", name)
 

@@ -101,11 +101,14 @@ class RestRegistryClient:
         return [_ref(v) for v in found.get("model_versions", [])]
 
     def create_model_version(self, name: str, source: str, run_id: str | None = None,
-                             description: str | None = None, tags: dict[str, str] | None = None) -> VersionRef:
+                             description: str | None = None, tags: dict[str, str] | None = None,
+                             model_id: str | None = None) -> VersionRef:
         body: dict[str, Any] = {"name": name, "source": source,
                                 "tags": [{"key": k, "value": v} for k, v in (tags or {}).items()]}
         if run_id:
             body["run_id"] = run_id
+        if model_id:
+            body["model_id"] = model_id  # the version's link to its logged model
         if description:
             body["description"] = description
         return _ref(self._call("POST", "model-versions/create", body)["model_version"])

@@ -193,6 +193,27 @@ class SqlReader:
         return list_artifact_tree(self.get_run(run_id).artifact_uri, self.settings, path)
 
     # ------------------------------------------------------------------ registry
+    def logged_models(self, run_id: str | None = None) -> list[Any]:
+        """The live logged models of a run (as ``Tracker.logged_models``)."""
+        from types import SimpleNamespace
+
+        from heimdall_cli.tracking.logged_models import STATUSES, LoggedModelRecord
+
+        if not run_id:
+            raise Unsupported("no run id")
+        rows = self._rows("SELECT model_id, name, status, model_type, creation_timestamp_ms FROM logged_models "
+                          "WHERE source_run_id = ? AND lifecycle_stage = 'active'", [run_id])
+        out = []
+        for model_id, name, status, model_type, created in rows:
+            tags = dict(self._rows("SELECT tag_key, tag_value FROM logged_model_tags WHERE model_id = ?", [model_id]))
+            metrics = [SimpleNamespace(key=k, step=int(s), timestamp=int(t), value=float(v)) for k, s, t, v in
+                       self._rows("SELECT metric_name, metric_step, metric_timestamp_ms, metric_value "
+                                  "FROM logged_model_metrics WHERE model_id = ?", [model_id])]
+            out.append(LoggedModelRecord.from_mlflow(SimpleNamespace(
+                model_id=model_id, name=name, tags=tags, metrics=metrics, status=STATUSES.get(int(status), "?"),
+                model_type=model_type, creation_timestamp=created)))
+        return sorted(out, key=lambda r: (r.step if r.step is not None else -1, r.created_ms))
+
     def registered_model_aliases(self, name: str) -> dict[str, int] | None:
         if not self._rows("SELECT 1 FROM registered_models WHERE name = ? AND workspace = 'default'", [name]):
             return None

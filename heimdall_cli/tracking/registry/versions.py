@@ -120,8 +120,12 @@ def list_versions(tracker: RunTracker, name: str | None = None, *, metric: str =
 
 def model_location(tracker: RunTracker, reference: str) -> tuple[str, str, str]:
     """(run id, artifact path, description) of a logged model given as ``models:/NAME@ALIAS``,
-    ``models:/NAME/VERSION``, ``runs:/RUN_ID/PATH`` or a run id; NotFound for unknown ones."""
+    ``models:/NAME/VERSION``, ``models:/m-…`` (then the path is that URI), ``runs:/RUN_ID/PATH`` or a run id;
+    NotFound for unknown ones."""
     ref = reference.strip()
+    if ref.startswith("models:/m-") or ref.startswith("m-"):  # a logged model (MLflow 3): models:/m-…
+        model_id = ref.removeprefix("models:/")
+        return tracker.source_run_of(model_id), f"models:/{model_id}", f"models:/{model_id}"
     if ref.startswith("models:/"):
         body = ref[len("models:/"):]
         if "@" in body:
@@ -136,6 +140,9 @@ def model_location(tracker: RunTracker, reference: str) -> tuple[str, str, str]:
             raise NotFound(f"{ref} has no source run to load it from.")
         run = tracker.get_run(record.run_id)
         root = run.artifact_uri.rstrip("/") + "/"
+        if not record.source.startswith(root) and record.tags.get("heimdall.model_id"):  # from a logged model
+            logged = f"models:/{record.tags['heimdall.model_id']}"
+            return record.run_id, logged, f"models:/{record.name}/{record.version}"
         if not record.source.startswith(root):
             raise NotFound(f"{ref}: its source {record.source} is not inside its run's artifacts.")
         return record.run_id, record.source[len(root):].strip("/"), f"models:/{record.name}/{record.version}"
