@@ -45,8 +45,11 @@ def train(
     strategy: Annotated[str | None, _Opt(help="auto, ddp, fsdp, …")] = None,
     precision: Annotated[str | None, _Opt(help="32-true, bf16-mixed, 16-mixed, …")] = None,
     seed: Annotated[int | None, _Opt(help="Random seed.")] = None,
-    resume: Annotated[str | None, _Opt(help="Continue run RUN_ID (or a unique prefix) from its last checkpoint.",
-                                       metavar="RUN_ID", autocompletion=completion.run_ids)] = None,
+    resume: Annotated[str | None, _Opt(help="Continue run RUN_ID (or a unique prefix) from its newest checkpoint; "
+                                       "auto: the unfinished run of this job (see --job-key), else a new run.",
+                                       metavar="RUN_ID|auto", autocompletion=completion.run_ids)] = None,
+    job_key: Annotated[str | None, _Opt(help="Names this job across restarts (implies --resume auto); default: "
+                                        "SLURM_JOB_ID, else TORCHELASTIC_RUN_ID.", metavar="KEY")] = None,
     dry_run: Annotated[bool, _Opt("--dry-run", help="Print the resolved config and model summary; no run.")] = False,
     progress: Annotated[str | None, _Opt(help="auto, rich, plain or none (progress goes to stderr).")] = None,
     tracking_uri: TrackingUriOpt = None,
@@ -60,8 +63,12 @@ def train(
     -q prints only the run id (and no progress unless --progress asks for it).
 
     Exit codes: 0 trained; 1 training failed; 2 bad configuration; 3 tracking or
-    artifact store unreachable; 4 --resume run not found; 130 stopped by SIGINT/SIGTERM
-    (a checkpoint is saved and the run marked KILLED; continue with --resume).
+    artifact store unreachable (2 also: a resume that changes the model or data); 4 --resume
+    run not found; 130 stopped by SIGINT/SIGTERM (a checkpoint is saved and the run marked
+    KILLED; continue with --resume).
+
+    A resume may change epochs, learning rate, devices and the like (recorded in the run's
+    tag heimdall.resume_changes); the cosine schedule then spans the new number of steps.
 
     Examples:
 
@@ -72,8 +79,10 @@ def train(
       heimdall train --backbone test_convnext --no-pretrained --epochs 1 training.weight_decay=0.01
 
       heimdall train --resume 3f2a… --json
+
+      heimdall train --config quickstart --resume auto --job-key nightly-42   # run it again after a kill
     """
-    from heimdall_cli.cli.common import settings_for
+    from heimdall_cli.cli.common import make_output, settings_for
     from heimdall_cli.settings import parse_overrides, set_flag
 
     flags = parse_overrides(overrides or [])
@@ -93,13 +102,14 @@ def train(
     if dry_run:
         _dry_run(settings, json_out, quiet)
         return
-    if resume and settings.tracking.enabled:
-        # An unknown run (or a prefix of one) is answered by a fast query, before torch and MLflow load.
-        from heimdall_cli.tracking.readers import open_source
-        from heimdall_cli.tracking.search import resolve_run_id
+    # Which run to continue: a fast query (an unknown run, a changed model: exit 2/4 before torch loads).
+    from heimdall_cli.training.resume import RESUME_ENV, describe, env_rank, plan_resume
 
-        source = open_source(settings)
-        resume = source.get_run(resolve_run_id(source, resume)).run_id
+    plan = plan_resume(settings, resume, job_key, global_zero=env_rank() == 0)
+    if env_rank() == 0:
+        os.environ[RESUME_ENV] = plan.run_id or ""  # the ranks Lightning starts inherit the decision
+        if plan.message:
+            make_output(json_out, quiet).info(plan.message)
 
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle OpenMP threads sleep instead of spinning
     from heimdall_cli.cli.progress import make_view
@@ -107,7 +117,7 @@ def train(
     from heimdall_cli.training.prepare import is_global_zero
 
     view = make_view(settings.training.progress, settings.training.progress_interval_s) if is_global_zero() else None
-    result = fit(settings, resume_run_id=resume, view=view)
+    result = fit(settings, resume_run_id=plan.run_id, view=view, tags=describe(plan))
     if is_global_zero():
         _report(result, json_out, quiet)
 

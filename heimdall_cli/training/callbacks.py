@@ -38,6 +38,20 @@ class ProgressCounters(Callback):
             self.view.epoch_end(trainer.current_epoch)
 
 
+class StepLoss(Callback):
+    """``train/loss`` of every step, at the batch's own (0-based) step, as ``self.log`` would.
+
+    It goes straight to the logger: ``self.log`` costs about 0.7 ms a call in Lightning's
+    result bookkeeping, 2 % of a quickstart step on a CPU, and nothing monitors this value.
+    A callback, not the module's hook: Lightning runs it before the checkpoint callbacks, so a
+    checkpoint saved at this batch's end already counts its logged loss.
+    """
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, *args: Any) -> None:
+        if trainer.logger is not None and isinstance(outputs, dict) and "loss" in outputs:
+            trainer.logger.log_metrics({"train/loss": float(outputs["loss"])}, step=trainer.global_step - 1)
+
+
 class BestMetrics(Callback):
     """Keeps ``best/<metric>`` summaries (e.g. ``best/val_loss``) current after every validation.
 
@@ -92,6 +106,11 @@ class GracefulStop(Callback):
     happens when the next training batch would start, after the finished batch's
     metrics have reached the tracker, so the checkpoint counts exactly the logged steps.
     Under DDP the ranks agree on the stop with one boolean reduction per batch.
+
+    SLURM's requeue signal (SIGUSR1, where Lightning's SLURM environment handles it) is
+    deferred the same way: at the batch boundary Lightning's own handler runs (it saves
+    ``hpc_ckpt_N.ckpt`` and calls ``scontrol requeue``), then training stops. Run inside
+    the signal, that handler saves mid-step, and the resumed run logs one step late.
     """
 
     def __init__(self, checkpoint_path: Path) -> None:
@@ -99,12 +118,18 @@ class GracefulStop(Callback):
         self.signame: str | None = None
         self.saved: Path | None = None
         self._previous: dict[int, Any] = {}
+        self._requeue: Any = None  # Lightning's SLURM handler, when it installed one
 
     def install(self) -> None:
-        """Install the SIGINT/SIGTERM handlers (main thread only; elsewhere a no-op)."""
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        """Install the SIGINT/SIGTERM (and SLURM requeue) handlers (main thread only; elsewhere a no-op)."""
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1):
             # ValueError: not the main thread (e.g. tests calling fit from a thread)
             with contextlib.suppress(ValueError):
+                current = signal.getsignal(sig)
+                if sig == signal.SIGUSR1:
+                    if not callable(current) or current == self._handle:
+                        continue  # no requeue handler: SIGUSR1 keeps its default
+                    self._requeue = current
                 previous = signal.signal(sig, self._handle)
                 self._previous.setdefault(sig, previous)
 
@@ -157,6 +182,12 @@ class GracefulStop(Callback):
             raise StopRequested(self.signame or "SIGTERM", self.saved)
 
     def _save(self, trainer: L.Trainer) -> None:
+        if self.signame == "SIGUSR1" and self._requeue is not None:
+            self._requeue(signal.SIGUSR1, None)  # Lightning: hpc_ckpt_N.ckpt in default_root_dir, then requeue
+            saved = sorted(Path(trainer.default_root_dir).glob("hpc_ckpt_*.ckpt"), key=lambda p: p.stat().st_mtime)
+            self.saved = saved[-1] if saved else None
+            if self.saved is not None:
+                return
         trainer.save_checkpoint(self.checkpoint_path)
         self.saved = self.checkpoint_path
 

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 import lightning as L
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 
-from heimdall_cli.training.callbacks import BestMetrics, GracefulStop, ProgressCounters, ShareRunId
+from heimdall_cli.training.callbacks import BestMetrics, GracefulStop, ProgressCounters, ShareRunId, StepLoss
+from heimdall_cli.training.checkpoints import CheckpointCost, interval_checkpoints
 from heimdall_cli.training.logger import TrackerLogger
 from heimdall_cli.training.monitoring import SystemMetrics, Throughput, system_start_step
 from heimdall_cli.training.progress import ProgressView
@@ -58,8 +59,12 @@ def build_trainer(
     if tracker is not None:
         uploader = ArtifactUploader(tracker, run_dir / ".staging")
         sync = CheckpointSync(uploader)
+    intervals = interval_checkpoints(settings, run_dir)  # every N s / N steps, beside the top-k
+    folder_syncs = {str(cb.dirpath): CheckpointSync(uploader, folder) for folder, cb in intervals.items()} \
+        if uploader is not None else {}
+    cost = CheckpointCost()
     logger = TrackerLogger(tracker, view, run_id=run_id, save_dir=str(run_dir), skip_until=skip_until,
-                           checkpoints=sync)
+                           checkpoints=sync, folder_syncs=folder_syncs, cost=cost)
     checkpoint = ModelCheckpoint(
         dirpath=run_dir / "checkpoints",
         filename="epoch{epoch:03d}-step{step:06d}",
@@ -74,9 +79,9 @@ def build_trainer(
     checkpoint.last_model_path = checkpoint.format_checkpoint_name({}, checkpoint.CHECKPOINT_NAME_LAST)
     graceful = GracefulStop(run_dir / "checkpoints" / "last.ckpt")
     share = ShareRunId()
-    callbacks: list[Any] = [checkpoint, LearningRateMonitor(logging_interval="epoch"),
+    callbacks: list[Any] = [StepLoss(), checkpoint, LearningRateMonitor(logging_interval="epoch"),
                             BestMetrics({**BEST_MONITORS, t.monitor: "min"}), ProgressCounters(view), Throughput(),
-                            graceful, share]
+                            graceful, share, *intervals.values(), cost]
     system = None
     if tracker is not None and settings.tracking.system_metrics:
         system = SystemMetrics(tracker, settings.tracking.system_metrics_interval_s,

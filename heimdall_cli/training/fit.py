@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from heimdall_cli.errors import Interrupted, WorkFailed
 from heimdall_cli.redact import scrub
+from heimdall_cli.training.ddp import leave_process_group
 from heimdall_cli.training.prepare import Prepared, prepare
 
 if TYPE_CHECKING:
@@ -41,9 +42,10 @@ class FitResult:
 
 
 def fit(settings: Settings, *, resume_run_id: str | None = None, view: ProgressView | None = None,
-        splits: Splits | None = None, evaluate: bool = True) -> FitResult:
-    """Train with ``settings``; one MLflow run per call (or the resumed one)."""
-    return run(prepare(settings, resume_run_id=resume_run_id, view=view, splits=splits), evaluate=evaluate)
+        splits: Splits | None = None, evaluate: bool = True, tags: dict[str, str] | None = None) -> FitResult:
+    """Train with ``settings``; one MLflow run per call (or the resumed one). ``tags``: set on the run."""
+    return run(prepare(settings, resume_run_id=resume_run_id, view=view, splits=splits, tags=tags),
+               evaluate=evaluate)
 
 
 def run(prep: Prepared, *, evaluate: bool = True) -> FitResult:
@@ -76,6 +78,7 @@ def run(prep: Prepared, *, evaluate: bool = True) -> FitResult:
         if checkpoint is not None and checkpoint.exists() and parts.checkpoint_sync is not None:
             parts.checkpoint_sync.upload_file(checkpoint)
         _finish(prep, result, "KILLED", started)
+        leave_process_group()
         signame = parts.graceful.signame or getattr(e, "signame", "SIGINT")
         raise Interrupted(
             f"Training stopped by {signame}; checkpoint saved, run {result.run_id} marked KILLED.",
@@ -86,6 +89,7 @@ def run(prep: Prepared, *, evaluate: bool = True) -> FitResult:
         _finish(prep, result, "FAILED", started)
         raise
     _finish(prep, result, status, started)
+    leave_process_group()
     if result.upload_errors:
         raise WorkFailed(f"Training finished but {len(result.upload_errors)} upload(s) failed: "
                          f"{result.upload_errors[0]}", f"Run {result.run_id} is FINISHED; check the artifact store.")

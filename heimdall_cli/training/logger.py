@@ -7,6 +7,7 @@ every method is a no-op (Lightning's ``rank_zero_only``).
 
 from __future__ import annotations
 
+import contextlib
 from argparse import Namespace
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +18,7 @@ from heimdall_cli.training.progress import ProgressView
 
 if TYPE_CHECKING:
     from heimdall_cli.tracking import Tracker
+    from heimdall_cli.training.checkpoints import CheckpointCost
     from heimdall_cli.training.uploads import CheckpointSync
 
 
@@ -32,6 +34,8 @@ class TrackerLogger(Logger):
         save_dir: str | None = None,
         skip_until: dict[str, int] | None = None,
         checkpoints: CheckpointSync | None = None,
+        folder_syncs: dict[str, CheckpointSync] | None = None,
+        cost: CheckpointCost | None = None,
     ) -> None:
         super().__init__()
         self.tracker = tracker
@@ -41,6 +45,9 @@ class TrackerLogger(Logger):
         # On resume: the last step already stored per metric, so replayed steps are not duplicated.
         self.skip_until = dict(skip_until or {})
         self.checkpoints = checkpoints
+        # Checkpoint callbacks that save elsewhere (time/step ones): their own sync, by local folder.
+        self.folder_syncs = dict(folder_syncs or {})
+        self.cost = cost
         self.logged_points = 0
 
     @property
@@ -76,8 +83,18 @@ class TrackerLogger(Logger):
 
     @rank_zero_only
     def after_save_checkpoint(self, checkpoint_callback: Any) -> None:
-        if self.checkpoints is not None:
-            self.checkpoints.sync(checkpoint_callback)
+        if self.cost is not None:
+            self.cost.finished()
+        sync = self.folder_syncs.get(str(getattr(checkpoint_callback, "dirpath", "")), self.checkpoints)
+        if sync is not None:
+            sync.sync(checkpoint_callback)
+
+    @rank_zero_only
+    def flush(self, timeout: float = 10.0) -> None:
+        """Send the metrics logged so far (before a checkpoint); an outage only delays them."""
+        if self.tracker is not None:
+            with contextlib.suppress(Exception):  # queued points stay queued; the checkpoint matters more
+                self.tracker.flush(timeout)
 
     @rank_zero_only
     def finalize(self, status: str) -> None:

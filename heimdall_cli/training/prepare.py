@@ -7,13 +7,13 @@ pretrained weights 2, all before the data is generated.
 
 from __future__ import annotations
 
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from heimdall_cli.errors import ConfigError, NotFound
+from heimdall_cli.errors import ConfigError
+from heimdall_cli.training.resume import adopt_stored, checkpoint_step, find_resume_checkpoint
 
 if TYPE_CHECKING:
     from heimdall_cli.data.dataset import Splits
@@ -46,11 +46,13 @@ def is_global_zero() -> bool:
 
 
 def prepare(settings: Settings, *, resume_run_id: str | None = None, view: ProgressView | None = None,
-            splits: Splits | None = None, callbacks: list[Any] | None = None) -> Prepared:
+            splits: Splits | None = None, callbacks: list[Any] | None = None,
+            tags: dict[str, str] | None = None) -> Prepared:
     """Validate, then build data, model, tracker run and trainer (nothing trains yet).
 
     ``splits``: data already built from ``settings.data`` (benchmarks reuse it across runs).
     ``callbacks``: extra Lightning callbacks (a sweep's pruning).
+    ``tags``: set on the run, new or resumed (a job key, what a resume changed).
     """
     import lightning as L
 
@@ -80,17 +82,19 @@ def prepare(settings: Settings, *, resume_run_id: str | None = None, view: Progr
     tracker = None
     skip_until: dict[str, int] = {}
     if settings.tracking.enabled and is_global_zero():
-        tracker, skip_until = _start_run(settings, splits, resume_run_id, view)
+        tracker, skip_until = _start_run(settings, splits, resume_run_id, view, tags or {})
     elif resume_run_id and not settings.tracking.enabled:
         raise ConfigError("--resume needs tracking enabled.", "Drop tracking.enabled=false.")
     try:
         run_dir = Path(t.output_dir) / (tracker.run_id if tracker else (resume_run_id or "untracked"))
         parts = build_trainer(settings, tracker, view=view, run_dir=run_dir, skip_until=skip_until,
                               extra_callbacks=callbacks)
-        resume_ckpt = _find_resume_checkpoint(tracker, run_dir) if resume_run_id else None
+        resume_ckpt = find_resume_checkpoint(tracker, run_dir) if resume_run_id else None
+        if resume_ckpt is not None and is_global_zero():
+            view.message(f"Resuming from {resume_ckpt.relative_to(run_dir)} at step {checkpoint_step(resume_ckpt)}.")
         if resume_run_id and tracker is not None and parts.checkpoint_sync is not None:
-            stored = [p for p, _ in tracker.list_artifacts("checkpoints")]
-            parts.checkpoint_sync.adopt(stored, run_dir / "checkpoints")
+            adopt_stored(tracker, {"checkpoints": parts.checkpoint_sync, **{
+                sync.artifact_dir: sync for sync in parts.logger.folder_syncs.values()}}, run_dir)
     except BaseException:
         if tracker is not None:
             tracker.end_run("FAILED")
@@ -182,7 +186,8 @@ def model_summary(settings: Settings) -> dict[str, Any]:
 
 
 def _start_run(settings: Settings, splits: Splits, resume_run_id: str | None,
-               view: ProgressView | None = None) -> tuple[Tracker, dict[str, int]]:
+               view: ProgressView | None = None, extra_tags: dict[str, str] | None = None,
+               ) -> tuple[Tracker, dict[str, int]]:
     from heimdall_cli import __version__
     from heimdall_cli.settings import run_params, to_display_dict
     from heimdall_cli.tracking import open_tracker
@@ -194,10 +199,11 @@ def _start_run(settings: Settings, splits: Splits, resume_run_id: str | None,
         record = tracker.get_run(resume_run_id)
         tracker.start_run(run_id=resume_run_id)
         skip_until = {key: max(s for s, _, _ in tracker.metric_history(key)) for key in record.metrics}
-        tracker.set_tags({"heimdall.resumed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+        tracker.set_tags({"heimdall.resumed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                          **(extra_tags or {})})
         return tracker, skip_until
     tags = {"heimdall.version": __version__, "backbone": t.backbone, "data.source": settings.data.source,
-            "mlflow.source.name": "heimdall train"}
+            "mlflow.source.name": "heimdall train", **(extra_tags or {})}
     tracker.start_run(t.run_name, tags=tags)
     try:
         tracker.log_params(run_params(settings))
@@ -214,31 +220,6 @@ def _start_run(settings: Settings, splits: Splits, resume_run_id: str | None,
         tracker.end_run("FAILED")
         raise
     return tracker, {}
-
-
-def _find_resume_checkpoint(tracker: Tracker | None, run_dir: Path) -> Path:
-    """``last.ckpt`` of the run: local if this box has it, else the run's checkpoints from the store."""
-    folder = run_dir / "checkpoints"
-    local = folder / "last.ckpt"
-    if local.is_file():
-        return local
-    if tracker is None:
-        raise NotFound(f"No checkpoint to resume from at {local}.")
-    from heimdall_cli.training.uploads import ALIAS_SUFFIX, resolve_alias
-
-    names = [p for p, _ in tracker.list_artifacts("checkpoints")]
-    if not {"checkpoints/last.ckpt", "checkpoints/last.ckpt" + ALIAS_SUFFIX} & set(names):
-        raise NotFound(f"Run '{tracker.run_id}' has no checkpoints/last.ckpt to resume from.",
-                       "Start a new run instead of --resume.")
-    # All of them: ModelCheckpoint keeps managing (and evicting) the top-k after the resume.
-    tracker.download_artifacts("checkpoints", run_dir)
-    found = resolve_alias(folder, "last.ckpt")
-    if found is None:
-        raise NotFound(f"Run '{tracker.run_id}': checkpoints/last.ckpt{ALIAS_SUFFIX} points to a missing file.",
-                       "Start a new run instead of --resume.")
-    if found != local:  # stored once, as the top-k file it equals; a copy, since Lightning rewrites last.ckpt
-        shutil.copyfile(found, local)
-    return local
 
 
 def make_loaders(settings: Settings, splits: Splits) -> dict[str, Any]:

@@ -231,7 +231,9 @@ class CheckpointSync:
 
     def sync(self, checkpoint_callback: Any) -> None:
         """Queue uploads of new or rewritten files and deletions of evicted ones."""
-        current = {Path(p) for p in getattr(checkpoint_callback, "best_k_models", {})}
+        # best_model_path too: a callback without a monitor (time/step checkpoints) keeps no best_k_models
+        kept = [*getattr(checkpoint_callback, "best_k_models", {}), getattr(checkpoint_callback, "best_model_path", "")]
+        current = {Path(p) for p in kept if p}
         last = getattr(checkpoint_callback, "last_model_path", "")
         if last:
             current.add(Path(last))
