@@ -76,7 +76,7 @@ def synth(
 
     with local_target(out, settings.storage) as folder:
         manifest = write_dataset(folder, samples, seed, data.world, data.features, shard_size=shard_size,
-                                 overwrite=overwrite)
+                                 overwrite=overwrite, workers=data.synth_workers)
     _show(manifest, out, json_out, quiet)
 
 
