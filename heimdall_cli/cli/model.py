@@ -131,7 +131,7 @@ def register(
     data = {
         "name": v.name, "version": v.version, "status": v.status, "created": done.created, "run_id": v.run_id,
         "source": v.source, "model_uri": f"models:/{v.name}/{v.version}", "description": v.description,
-        "tags": v.tags, "aliases": v.aliases,
+        "tags": v.tags, "aliases": v.aliases, "logged_model": v.tags.get("heimdall.model_id"),
         "best": None if chosen is None else {"metric": chosen.metric, "key": chosen.key, "value": chosen.value,
                                              "source": chosen.source},
     }
@@ -295,6 +295,9 @@ def export(
     ] = False,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Also write the .onnx file here.",
                                                 dir_okay=False)] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", metavar="MODEL_ID",
+                                              help="Export this logged model (m-… or models:/m-…) instead of a "
+                                              "registered version.")] = None,
     samples: Annotated[int, typer.Option("--samples", min=2, help="Samples in the parity check.")] = 64,
     opset: Annotated[int, typer.Option("--opset", min=MIN_OPSET, help="ONNX opset.")] = DEFAULT_OPSET,
     wait: WaitOpt = None,
@@ -319,24 +322,30 @@ def export(
       heimdall model export --format onnx --alias production --register
 
       heimdall model export --format onnx --version 3 --output heimdall.onnx --json
+
+      heimdall model export --format onnx --model m-0a1b2c… --register
     """
     from heimdall_cli.errors import ConfigError
 
     if fmt.lower() != "onnx":
         raise ConfigError(f"Format {fmt!r} is not supported. Supported formats: onnx.")
-    if (version is None) == (alias is None):
-        raise ConfigError("Give exactly one of --version and --alias.",
+    if sum(x is not None for x in (version, alias, model)) != 1:
+        raise ConfigError("Give exactly one of --version, --alias and --model.",
                           "Example: heimdall model export --format onnx --alias production")
     from heimdall_cli.tracking import registry
 
-    # An unknown model, version or alias is answered by a fast query, before torch and MLflow are loaded.
-    registry.resolve_version(query_source(config, tracking_uri, **{"tracking.model_name": name}), None,
-                             version=version, alias=alias)
+    if model is not None and not model.removeprefix("models:/").startswith("m-"):
+        raise ConfigError(f"--model {model!r} is not a logged model id (m-…).",
+                          "See a run's models: heimdall runs show RUN")
+    if model is None:
+        # An unknown model, version or alias is answered by a fast query, before torch and MLflow are loaded.
+        registry.resolve_version(query_source(config, tracking_uri, **{"tracking.model_name": name}), None,
+                                 version=version, alias=alias)
     from heimdall_cli.workflows.onnx_export import export_onnx
 
     tracker = query_tracker(config, tracking_uri, **{"tracking.model_name": name})
     result = export_onnx(tracker, version=version, alias=alias, register=register_it, output=output,
-                         samples=samples, opset=opset, wait_s=wait)
+                         samples=samples, opset=opset, wait_s=wait, model_id=model)
     data = asdict(result)
     bare = str(result.registered["version"]) if result.registered else result.model_uri
 
@@ -344,7 +353,8 @@ def export(
         from heimdall_cli.cli.output import table
 
         p = result.parity
-        rows = [("from", f"models:/{result.name}/{result.version} (run {result.run_id})"),
+        source = result.name if result.name.startswith("models:/") else f"models:/{result.name}/{result.version}"
+        rows = [("from", f"{source} (run {result.run_id})"),
                 ("logged at", result.model_uri), ("size", f"{result.size_bytes / 1e6:.1f} MB"),
                 ("input", f"{result.input['name']} {result.input['dtype']} {result.input['shape']}"),
                 ("output", f"{result.output['name']} {result.output['dtype']} {result.output['shape']} = "

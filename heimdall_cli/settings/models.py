@@ -76,6 +76,10 @@ class TrackingSettings(Section):
         None, gt=0, description="A RUNNING run is LOST once its last beat is older than this many seconds "
         "(default: 3 × the interval the run beat at)."
     )
+    log_models: bool = Field(
+        True, description="Log each kept (top-k) checkpoint and the final model as an MLflow LoggedModel "
+        "(models:/m-…) with its step, params and metrics linked to the validation or test split."
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -155,7 +155,15 @@ class LoggedModels:
 
     def delete_logged_model(self: RunTracker, model_id: str) -> None:
         """Delete a logged model (an evicted checkpoint)."""
-        self._write(f"Deleting model {model_id}", lambda c, r: c.delete_logged_model(model_id), artifact=True)
+        def delete(c: MlflowClient, run_id: str) -> None:
+            try:
+                c.delete_logged_model(model_id)
+            except Exception as e:
+                # Created in the backend before the run was diverted to the spool (or the reverse): not here.
+                if getattr(e, "error_code", "") != "RESOURCE_DOES_NOT_EXIST":
+                    raise
+
+        self._write(f"Deleting model {model_id}", delete, artifact=True)
 
     def logged_models(self: RunTracker, run_id: str | None = None) -> list[LoggedModelRecord]:
         """The live logged models of a run, by step then creation."""

@@ -150,4 +150,9 @@ def _log_model(prep: Prepared) -> str:
         "features": splits.features, "origin": list(splits.origin)})
     # Through the upload queue, like checkpoints: it waits out an outage instead of failing the run.
     prep.parts.uploader.upload(folder, "model", snapshot=False)
+    sync = prep.parts.checkpoint_sync
+    if sync is not None and sync.models is not None:
+        trainer = prep.parts.trainer
+        sync.models.log_final(folder, step=trainer.global_step, epoch=max(trainer.current_epoch - 1, 0),
+                              from_checkpoint=prep.parts.checkpoint.best_model_path or None)
     return f"runs:/{prep.tracker.run_id}/model"

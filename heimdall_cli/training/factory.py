@@ -77,6 +77,10 @@ def build_trainer(
     # The checkpoint's own state names last.ckpt from the first save on, so the top-k file and
     # last.ckpt written at the same step are the same bytes (and uploaded once, see uploads.py).
     checkpoint.last_model_path = checkpoint.format_checkpoint_name({}, checkpoint.CHECKPOINT_NAME_LAST)
+    if sync is not None and tracker is not None and settings.tracking.log_models:
+        from heimdall_cli.training.checkpoint_models import CheckpointModels
+
+        sync.models = CheckpointModels(tracker, uploader, checkpoint)
     graceful = GracefulStop(run_dir / "checkpoints" / "last.ckpt")
     share = ShareRunId()
     callbacks: list[Any] = [StepLoss(), checkpoint, LearningRateMonitor(logging_interval="epoch"),

@@ -33,6 +33,7 @@ class FitResult:
     test: dict[str, float] = field(default_factory=dict)
     checkpoints: list[str] = field(default_factory=list)
     model_uri: str | None = None
+    logged_model: str | None = None  # models:/m-… of the final model
     output_dir: str = ""
     epochs: int = 0
     steps: int = 0
@@ -107,6 +108,9 @@ def _finish(prep: Prepared, result: FitResult, status: str, started: float) -> N
     if parts.uploader is not None:
         result.upload_errors = parts.uploader.close()
         result.checkpoints = [f"runs:/{result.run_id}/{p}" for p in _stored_checkpoints(prep)]
+        models = parts.checkpoint_sync.models if parts.checkpoint_sync is not None else None
+        if models is not None and models.final_id:
+            result.logged_model = f"models:/{models.final_id}"
     result.best = {k: float(v) for k, v in _best_values(prep).items()}
     result.status = status
     result.seconds = round(time.monotonic() - started, 2)

@@ -95,6 +95,12 @@ def prepare(settings: Settings, *, resume_run_id: str | None = None, view: Progr
         if resume_run_id and tracker is not None and parts.checkpoint_sync is not None:
             adopt_stored(tracker, {"checkpoints": parts.checkpoint_sync, **{
                 sync.artifact_dir: sync for sync in parts.logger.folder_syncs.values()}}, run_dir)
+        if parts.checkpoint_sync is not None and parts.checkpoint_sync.models is not None:
+            from heimdall_cli.training.checkpoint_models import split_refs
+
+            parts.checkpoint_sync.models.datasets = split_refs(splits)
+            if resume_run_id and tracker is not None:
+                parts.checkpoint_sync.models.adopt(tracker.logged_models())
     except BaseException:
         if tracker is not None:
             tracker.end_run("FAILED")
@@ -211,8 +217,9 @@ def _start_run(settings: Settings, splits: Splits, resume_run_id: str | None,
         tracker.log_params({"data.name": ident.name, "data.digest": ident.digest,
                             "data.dataset_samples": ident.samples, "data.train_samples": len(splits.train),
                             "data.unlabelled_samples": splits.unlabelled, "data.dataset_features": splits.features})
-        tracker.log_dataset(ident.name, ident.digest, ident.source,
-                            profile={"samples": ident.samples, "kind": ident.kind})
+        from heimdall_cli.training.checkpoint_models import log_splits
+
+        log_splits(tracker, splits)  # train, validation and test as the run's dataset inputs
         tracker.log_dict(to_display_dict(settings), "config/resolved.yaml")
         tracker.log_dict({"stats": splits.stats.to_json(), "origin": list(splits.origin), "features": splits.features},
                          "config/normalisation.json")

@@ -26,6 +26,7 @@ import queue
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,11 +37,12 @@ if TYPE_CHECKING:
 
 @dataclass
 class _Job:
-    kind: str  # "upload" | "delete"
-    artifact_path: str  # folder (upload) or file path (delete) in the run's artifacts
+    kind: str  # "upload" | "delete" | "call"
+    artifact_path: str  # folder (upload) or file path (delete) in the run's artifacts; what (call)
     local: Path | None = None
     cleanup: bool = False
     dedup: bool = False
+    fn: Callable[[], None] | None = None
 
 
 ALIAS_SUFFIX = ".alias.json"
@@ -103,6 +105,17 @@ class ArtifactUploader:
         """Queue the deletion of an artifact file."""
         self._queue.put(_Job("delete", artifact_path))
 
+    def call(self, what: str, fn: Callable[[], None], *, cleanup: Path | None = None) -> None:
+        """Queue ``fn`` (other tracker writes, e.g. logged models), retried like an upload.
+
+        ``cleanup``: a :meth:`snapshot` to remove once ``fn`` is done.
+        """
+        self._queue.put(_Job("call", what, cleanup, cleanup=cleanup is not None, fn=fn))
+
+    def snapshot(self, local: Path) -> Path:
+        """A frozen copy of ``local`` (a hard link where possible) for a later :meth:`call`."""
+        return self._snapshot(local)
+
     def _snapshot(self, local: Path) -> Path:
         folder = self.staging / f"{time.monotonic_ns()}"
         folder.mkdir(parents=True, exist_ok=True)
@@ -127,11 +140,15 @@ class ArtifactUploader:
         from heimdall_cli.errors import BackendUnavailable
 
         delay = self.backoff
-        what = f"{job.kind} {job.artifact_path or '.'}/{job.local.name if job.local else ''}".rstrip("/")
+        what = job.artifact_path if job.kind == "call" else \
+            f"{job.kind} {job.artifact_path or '.'}/{job.local.name if job.local else ''}".rstrip("/")
         attempt = 0
         while True:
             try:
-                if job.kind == "upload":
+                if job.kind == "call":
+                    assert job.fn is not None
+                    job.fn()
+                elif job.kind == "upload":
                     assert job.local is not None
                     self._upload(job.local, job.artifact_path, job.dedup)
                 else:
@@ -228,6 +245,7 @@ class CheckpointSync:
         self.uploader = uploader
         self.artifact_dir = artifact_dir
         self._stored: dict[str, float] = {}  # file name -> mtime uploaded
+        self.models: Any = None  # a CheckpointModels: the top-k files as logged models (set by the factory)
 
     def sync(self, checkpoint_callback: Any) -> None:
         """Queue uploads of new or rewritten files and deletions of evicted ones."""
@@ -246,6 +264,8 @@ class CheckpointSync:
         for name in sorted(set(self._stored) - set(present)):
             self.uploader.delete(f"{self.artifact_dir}/{name}")
             del self._stored[name]
+        if self.models is not None:
+            self.models.sync(checkpoint_callback)
 
     @property
     def stored(self) -> list[str]:

@@ -68,6 +68,7 @@ def export_onnx(
     samples: int = 64,
     opset: int = DEFAULT_OPSET,
     wait_s: float | None = None,
+    model_id: str | None = None,
 ) -> OnnxExport:
     """Export a registered version to ONNX; see the module docstring."""
     from heimdall_cli.export.onnx import to_onnx
@@ -78,7 +79,15 @@ def export_onnx(
     if opset < MIN_OPSET:
         raise ConfigError(f"--opset {opset} is too old.", f"Use opset {MIN_OPSET} or newer.")
     name = model_name or tracker.settings.tracking.model_name
-    record = registry.resolve_version(tracker, name, version=version, alias=alias)
+    if model_id:  # a logged model (models:/m-…): exported from its files, logged into its run
+        model_id = model_id.removeprefix("models:/")
+        name = f"models:/{model_id}"
+        from heimdall_cli.tracking import VersionRecord
+
+        record = VersionRecord(name=name, version=0, status="READY", source=name,
+                               run_id=tracker.source_run_of(model_id), stage=None, tags={"heimdall.model_id": model_id})
+    else:
+        record = registry.resolve_version(tracker, name, version=version, alias=alias)
     if not record.run_id:
         raise NotFound(f"Version {record.version} of '{name}' has no source run to export from and log into.")
     run = tracker.get_run(record.run_id)
@@ -211,7 +220,8 @@ def _log_onnx(tracker: RunTracker, run_id: str, model: Any, batch: np.ndarray, m
     prediction, uncertainty = session.run([OUTPUT_NAME, UNCERTAINTY_NAME], {INPUT_NAME: example})
     metadata = {**meta.get("metadata", {}), "onnx_input": INPUT_NAME, "onnx_output": OUTPUT_NAME,
                 "onnx_outputs": [OUTPUT_NAME, UNCERTAINTY_NAME], "uncertainty_columns": list(UNCERTAINTY_COLUMNS),
-                "exported_from": f"models:/{result.name}/{result.version}",
+                "exported_from": result.name if result.name.startswith("models:/") else
+                f"models:/{result.name}/{result.version}",
                 "parity_max_abs_diff": result.parity["max_abs_diff"]}
     save_onnx_model(model, local, input_example=example,
                     prediction={OUTPUT_NAME: prediction, UNCERTAINTY_NAME: uncertainty}, metadata=metadata)

@@ -3,7 +3,8 @@
 MLflow 3.17's UI starts a fresh browser on its GenAI workflow (overview, traces, judges); the
 URL ``heimdall ui`` prints names the experiment's runs and ``workflowType=machine_learning``.
 The rendered DOM of that page lists the tiny training's run; the run's "Model metrics" tab
-has chart sections named after the logged metric groups, and its artifacts show the plots.
+has chart sections named after the logged metric groups, and its artifacts show the plots. The
+experiment's Models tab lists the run's logged models, and the run page links to each.
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ def test_ui_opens_the_training_view_with_charts_and_plots(sqlite_world: World, t
     from heimdall_cli.tracking import open_tracker
 
     world = sqlite_world
-    run = open_tracker(load_settings(flags=world.flags(), env_file=None), patient=False).get_run(world.run_id)
+    tracker = open_tracker(load_settings(flags=world.flags(), env_file=None), patient=False)
+    run = tracker.get_run(world.run_id)
     port = free_port()
     proc = subprocess.Popen([str(Path(sys.executable).with_name("heimdall")), "ui", "--port", str(port), "-q"],
                             env=subprocess_env(world), cwd=world.tmp, stdout=subprocess.PIPE,
@@ -65,6 +67,19 @@ def test_ui_opens_the_training_view_with_charts_and_plots(sqlite_world: World, t
         assert "Evaluations" not in metrics
         artifacts = render(f"{page}/artifacts?workflowType=machine_learning", tmp_path / "profile-3")
         assert ">plots<" in artifacts and ">model<" in artifacts
+
+        # MLflow 3's Models tab lists the run's kept checkpoints and final model; the run page links to each,
+        # with the step and the dataset split its metrics were measured on.
+        models = tracker.logged_models(run.run_id)
+        assert {m.kind for m in models} == {"checkpoint", "final"}
+        tab = render(f"{base}/#/experiments/{experiment_id}/models?workflowType=machine_learning",
+                     tmp_path / "profile-4")
+        assert ">checkpoint<" in tab and ">localizer<" in tab and ">Ready<" in tab and run.name in tab
+        overview = render(f"{page}?workflowType=machine_learning", tmp_path / "profile-5")
+        assert f"Logged models ({len(models)})" in overview
+        for m in models:
+            assert f"#/experiments/{experiment_id}/models/{m.model_id}" in overview, m
+        assert "/val (#" in overview and "/test (#" in overview
     finally:
         os.killpg(proc.pid, 2)
         proc.communicate(timeout=60)

@@ -61,6 +61,14 @@ def test_server_killed_mid_training_and_restarted_20s_later_loses_nothing(make_m
     assert [s for s, _ in history(c, summary["run_id"], "train/loss")] == list(range(summary["steps"]))
     stored = [a.path for a in c.list_artifacts(summary["run_id"], "checkpoints")]
     assert {"checkpoints/last.ckpt", "checkpoints/last.ckpt.alias.json"} & set(stored), stored
+    # The logged models waited out the outage too: the kept checkpoint and the final model, READY.
+    assert _models(c, summary["run_id"]) == [("checkpoint", "READY"), ("final", "READY")]
+
+
+def _models(c, run_id: str) -> list[tuple[str, str]]:
+    experiment_id = c.get_run(run_id).info.experiment_id
+    found = c.search_logged_models([experiment_id], filter_string=f"source_run_id = '{run_id}'")
+    return sorted((m.tags["heimdall.kind"], str(getattr(m.status, "value", m.status))) for m in found)
 
 
 @pytest.mark.parametrize("backend_env", ["postgres_s3"], indirect=True)
@@ -83,7 +91,9 @@ def test_offline_training_then_sync_equals_the_online_run(backend_env, tmp_path)
     again = run_heimdall(["runs", "sync", str(spool), "--json"], backend_env, tmp_path)
     assert again.returncode == 0
     rerun = again.json()["runs"][0]
-    assert (rerun["created"], rerun["params"], rerun["metric_points"], rerun["artifacts"]) == (False, 0, 0, 0)
+    assert (rerun["created"], rerun["params"], rerun["metric_points"], rerun["artifacts"], rerun["models"]) == (
+        False, 0, 0, 0, 0)
+    assert report["models"] == 2 and rerun["skipped"]["models"] == 2  # the kept checkpoint and the final model
 
     from heimdall_cli.settings import load_settings
     from heimdall_cli.tracking import open_tracker
@@ -114,6 +124,13 @@ def test_offline_training_then_sync_equals_the_online_run(backend_env, tmp_path)
         return sorted(out)
 
     assert files(a) == files(b)
+    assert _models(c, a) == _models(c, b) == [("checkpoint", "READY"), ("final", "READY")]
+    experiment_id = rb.info.experiment_id
+    synced = {m.tags["heimdall.kind"]: m for m in c.search_logged_models(
+        [experiment_id], filter_string=f"source_run_id = '{b}'")}
+    assert {m.key for m in synced["final"].metrics} >= {"test/loss", "test/error_m_p50"}
+    assert synced["checkpoint"].metrics[0].dataset_name.endswith("/val")
+    assert {o.model_id for o in rb.outputs.model_outputs} == {m.model_id for m in synced.values()}
     import mlflow.pytorch
 
     assert mlflow.pytorch.load_model(f"{rb.info.artifact_uri}/model") is not None
