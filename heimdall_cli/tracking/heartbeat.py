@@ -55,3 +55,9 @@ def start_heartbeat(client: Any, run_id: str, interval_s: float, tags: Mapping[s
     if not interval_s or tags.get("heimdall.sweep.role") == "parent":
         return None
     return Heartbeat(lambda t: client.log_batch(run_id, tags=[RunTag(k, v) for k, v in t.items()]), interval_s)
+
+
+def stop_heartbeat(heartbeat: Heartbeat | None) -> None:
+    """Stop ``heartbeat`` if there is one; returns None (``self._heartbeat = stop_heartbeat(self._heartbeat)``)."""
+    if heartbeat is not None:
+        heartbeat.stop()

@@ -21,7 +21,7 @@ from heimdall_cli.backend_errors import translated
 from heimdall_cli.errors import BackendUnavailable, ConfigError, NotFound
 from heimdall_cli.redact import mask_uri
 from heimdall_cli.tracking.batcher import MetricBatcher, Point
-from heimdall_cli.tracking.heartbeat import Heartbeat, start_heartbeat
+from heimdall_cli.tracking.heartbeat import Heartbeat, start_heartbeat, stop_heartbeat
 from heimdall_cli.tracking.models import save_pytorch_model
 from heimdall_cli.tracking.names import generate_run_name
 from heimdall_cli.tracking.outage import EventFn, RunWriter
@@ -144,11 +144,6 @@ class RunTracker:
                                           run.data.tags)
         return self.run_id
 
-    def _stop_heartbeat(self) -> None:
-        heartbeat, self._heartbeat = self._heartbeat, None
-        if heartbeat is not None:
-            heartbeat.stop()
-
     @property
     def spool_dir(self) -> Path:
         """The local spool for offline runs and long outages."""
@@ -174,7 +169,7 @@ class RunTracker:
         if status not in END_STATUSES:
             raise ConfigError(f"Run status {status!r} is not one of {', '.join(END_STATUSES)}.")
         run_id = self._require_run()
-        self._stop_heartbeat()
+        self._heartbeat = stop_heartbeat(self._heartbeat)
         if status == "KILLED" and self._writer is not None and self._writer.down_since is not None:
             self._writer.divert()  # stopping on a signal: no time to wait out an outage; spool the rest
         try:
@@ -389,7 +384,7 @@ class RunTracker:
 
     def close(self) -> None:
         """Flush and stop background work; does not end the run."""
-        self._stop_heartbeat()
+        self._heartbeat = stop_heartbeat(self._heartbeat)
         if self._batcher is not None:
             try:
                 self.flush()
