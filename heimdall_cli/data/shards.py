@@ -99,11 +99,11 @@ class ShardWriter:
             self._flush(sum(len(s) for s, _ in self._buffer))
         if not self.shards:
             raise ConfigError("Nothing to write: no sample was produced.")
-        first = read_shard(self.out / self.shards[0].file)
-        manifest = Manifest(
+        first = self.out / self.shards[0].file
+        spec, scalars, mask = (_memmap_member(first, k).shape for k in ("spectrograms", "scalars", "rx_mask"))
+        manifest = Manifest(  # the shapes come from the members' headers: the shard is not read
             samples=self.resumed_samples,
-            shape={"slots": first.rx_mask.shape[1], "bands": first.spectrograms.shape[2],
-                   "frames": first.spectrograms.shape[3], "scalars": first.scalars.shape[2]},
+            shape={"slots": mask[1], "bands": spec[2], "frames": spec[3], "scalars": scalars[2]},
             shards=tuple(self.shards), receivers=self.receivers, content_hash=content_hash(
                 [s.sha256 for s in self.shards]), features=self.features, source=self.source,
             generator=self.generator,

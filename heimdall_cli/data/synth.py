@@ -43,6 +43,10 @@ def generate(n: int, seed: int, world: WorldSettings, params: FeatureSettings, s
         return synth_iq.generate(n, seed, world, params, start=start)
     import multiprocessing
 
+    if not world.random_placement:  # the terrain, made once here: every forked worker inherits it
+        from heimdall_cli.data.world import shadow_field
+
+        shadow_field(world, len(RECEIVERS))
     step = synth_iq.BLOCK_SIZE
     first = min(start + n, (start // step + 1) * step)  # align the pieces to blocks: none is made twice
     edges = [start, *range(first, start + n, step), start + n]
