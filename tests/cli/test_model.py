@@ -13,7 +13,7 @@ from tests.cli.conftest import World, assert_schema, cli, heimdall
 
 REGISTER_SCHEMA = {
     "name": str, "version": int, "status": str, "created": bool, "run_id": str, "source": str, "model_uri": str,
-    "description": str, "tags": dict, "aliases": [str], "best": (dict, None),
+    "description": str, "tags": dict, "aliases": [str], "best": (dict, None), "logged_model": (str, None),
 }
 PROMOTE_SCHEMA = {
     "action": str, "name": str, "version": int, "stage": str, "run_id": (str, None), "run_status": (str, None),
@@ -63,7 +63,8 @@ def test_register_is_idempotent_and_waits_ready(world):
     assert_schema(first, REGISTER_SCHEMA)
     assert (first["version"], first["created"], first["status"]) == (1, True, "READY")
     assert first["run_id"] == world.run_id and first["source"].endswith(f"{world.run_id}/artifacts/model")
-    assert first["tags"] == {"k": "v"} and first["description"] == "tiny"
+    assert first["tags"] == {"k": "v", "heimdall.model_id": first["logged_model"]} and first["description"] == "tiny"
+    assert first["logged_model"].startswith("m-")  # the version links to the run's final logged model
     # A retried script gets the same version, not a duplicate.
     assert _ok(cli("model", "register", "--run-id", world.run_id, "-q")) == "1\n"
     again = _json(cli("model", "register", "--run-id", world.run_id, "--json"))
@@ -232,7 +233,7 @@ def test_export_onnx_parity_log_register(world, tmp_path):
     # Named input/output, dynamic batch, same numbers as the torch model.
     session = ort.InferenceSession(str(tmp_path / "m.onnx"))
     assert [i.name for i in session.get_inputs()] == ["receivers"]
-    assert [o.name for o in session.get_outputs()] == ["prediction"]
+    assert [o.name for o in session.get_outputs()] == ["prediction", "uncertainty"]
     from heimdall_cli.data.synth import example_input
 
     x = example_input(5, 1)

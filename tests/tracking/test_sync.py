@@ -62,7 +62,7 @@ def test_sync_copies_everything_once_and_a_rerun_sends_nothing(backend_env, tmp_
     [again] = sync_spool(target, spool)
     assert (again.created, again.target_run_id, again.params, again.metric_points, again.artifacts) == (
         False, first.target_run_id, 0, 0, 0)
-    assert again.skipped == {"params": 2, "metric_points": 27, "artifacts": 1}
+    assert again.skipped == {"params": 2, "metric_points": 27, "artifacts": 1, "models": 0}
 
 
 @pytest.mark.slow

@@ -39,7 +39,7 @@ def test_train_postgres_s3_with_a_dataset_read_from_s3(backend_env, s3_server, t
     run = c.get_run(summary["run_id"])
     assert run.info.status == "FINISHED"
     assert run.info.artifact_uri.startswith(f"s3://heimdall-mlflow/{backend_env.s3_prefix}/")
-    assert run.inputs.dataset_inputs[0].dataset.name == "rf-600"
+    assert sorted(i.dataset.name for i in run.inputs.dataset_inputs) == ["rf-600/test", "rf-600/train", "rf-600/val"]
     assert [s for s, _ in history(c, summary["run_id"], "train/loss")] == list(range(summary["steps"]))
     keys = s3_server.list_keys("heimdall-mlflow", prefix=backend_env.s3_prefix)
     run_keys = [k for k in keys if summary["run_id"] in k]

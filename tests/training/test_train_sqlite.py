@@ -48,8 +48,9 @@ def test_exactly_one_run_with_params_dataset_and_tags(trained):
     assert params["training.pretrained"] == "False"
     assert params["data.samples"] == "600" and len(params["data.digest"]) == 64
     assert not any("password" in k or "secret" in k or "access_key" in k for k in params)
-    inputs = run.inputs.dataset_inputs
-    assert len(inputs) == 1 and inputs[0].dataset.name.startswith("synthetic-")
+    inputs = {i.tags[0].value: i.dataset for i in run.inputs.dataset_inputs}  # context -> dataset
+    assert sorted(inputs) == ["test", "training", "validation"]
+    assert all(d.name.startswith("synthetic-") for d in inputs.values())
 
 
 def test_metrics_have_the_documented_names_and_counts(trained):
