@@ -134,8 +134,8 @@ def _report(result: FitResult, json_out: bool, quiet: bool = False) -> None:
                                                                            f"{result.epochs} / {result.steps}"),
                                        ("time", f"{result.seconds:.0f} s")]
         rows += sorted(result.best.items()) + sorted(result.test.items())
-        rows += [("model", result.model_uri), ("checkpoints", "\n".join(result.checkpoints) or None),
-                 ("outputs", result.output_dir)]
+        rows += [("model", result.model_uri), ("logged model", result.logged_model),
+                 ("checkpoints", "\n".join(result.checkpoints) or None), ("outputs", result.output_dir)]
         console.print(table("Training result", ["", "value"], rows))
 
     make_output(json_out, quiet).result(asdict(result), human=human, bare=result.run_id)
