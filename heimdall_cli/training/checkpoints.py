@@ -5,8 +5,8 @@ Lightning's ``ModelCheckpoint`` does the saving (``train_time_interval``,
 (``checkpoints/time``, ``checkpoints/steps``), uploaded in the background like the
 top-k ones. :class:`CheckpointCost` sends the metrics logged so far before each
 save (a checkpoint never holds a step the tracking store lacks, so a resume after
-``kill -9`` leaves no gap), adds up the seconds the training loop spent on it and logs
-the total as ``system/checkpoint_seconds`` (and the count as ``system/checkpoints``).
+``kill -9`` leaves no gap) and logs the seconds the training loop spent on the saves of
+each step as ``perf/checkpoint_seconds`` (their sum over the run is what checkpoints cost).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 if TYPE_CHECKING:
     from heimdall_cli.settings import Settings
 
-COST_KEYS = ("system/checkpoint_seconds", "system/checkpoints")
+COST_KEY = "perf/checkpoint_seconds"
 
 
 def interval_checkpoints(settings: Settings, run_dir: Path) -> dict[str, ModelCheckpoint]:
@@ -43,17 +43,18 @@ def interval_checkpoints(settings: Settings, run_dir: Path) -> dict[str, ModelCh
 
 
 class CheckpointCost(Callback):
-    """Seconds spent writing checkpoints: from the state being gathered to the file written.
+    """Seconds the training loop spent on checkpoints: sending queued metrics, gathering the state, writing it.
 
-    ``started`` is called by Lightning (``on_save_checkpoint``), ``finished`` by the logger
-    once the checkpoint callback has written the file; the totals are logged once per step.
+    ``on_save_checkpoint`` (Lightning) starts the clock, ``finished`` (the logger, once a checkpoint
+    callback has written its file) stops it. The seconds of one step's saves are logged once, at
+    that step. No state of its own goes into the checkpoint: the top-k file and ``last.ckpt`` of one
+    step stay byte-identical (stored once, see uploads.py).
     """
 
     def __init__(self) -> None:
-        self.seconds = 0.0
-        self.count = 0
+        self.total = 0.0  # this session's seconds, all saves
+        self._pending = 0.0  # seconds of saves not logged yet
         self._t0: float | None = None
-        self._pending = False
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule,
                            checkpoint: dict[str, Any]) -> None:
@@ -66,16 +67,15 @@ class CheckpointCost(Callback):
         """A ModelCheckpoint's file is written (called by the logger's ``after_save_checkpoint``)."""
         if self._t0 is None:
             return
-        self.seconds += time.perf_counter() - self._t0
-        self.count += 1
+        seconds = time.perf_counter() - self._t0
         self._t0 = None
-        self._pending = True
+        self.total += seconds
+        self._pending += seconds
 
     def _log(self, trainer: L.Trainer) -> None:
         if self._pending and trainer.is_global_zero and trainer.logger is not None:
-            trainer.logger.log_metrics({COST_KEYS[0]: self.seconds, COST_KEYS[1]: float(self.count)},
-                                       step=trainer.global_step)
-        self._pending = False
+            trainer.logger.log_metrics({COST_KEY: self._pending}, step=trainer.global_step)
+        self._pending = 0.0
 
     # After every save of a step has happened: the next batch, or the end of training.
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
@@ -83,10 +83,3 @@ class CheckpointCost(Callback):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._log(trainer)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"seconds": self.seconds, "count": self.count}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.seconds = float(state_dict.get("seconds", 0.0))
-        self.count = int(state_dict.get("count", 0))

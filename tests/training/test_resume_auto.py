@@ -71,8 +71,8 @@ def test_sigterm_then_the_same_command_continues_the_same_run(tmp_path):
     # The time-based checkpoints were saved, uploaded and their cost recorded.
     stored = [a.path for a in c.list_artifacts(run_id, "checkpoints/time")]
     assert len(stored) == 1 and stored[0].endswith(".ckpt"), stored
-    cost = history(c, run_id, "system/checkpoint_seconds")
-    assert cost and all(v > 0 for _, v in cost) and steps["system/checkpoint_seconds"] == sorted({s for s, _ in cost})
+    cost = history(c, run_id, "perf/checkpoint_seconds")
+    assert cost and all(v > 0 for _, v in cost) and steps["perf/checkpoint_seconds"] == sorted({s for s, _ in cost})
 
 
 def test_kill_9_mid_epoch_loses_at_most_the_step_interval(tmp_path):
