@@ -54,6 +54,7 @@ def test_runs_that_never_beat_or_ended_are_not_lost(run):
     assert shown_status(run, NOW + 10**6) == run.status
 
 
+@pytest.mark.slow  # a fresh MLflow store: ~10 s of migrations on a busy box
 def test_the_active_run_beats_and_stops_beating_when_it_ends(monkeypatch, store):
     monkeypatch.setenv("HEIMDALL_TRACKING__HEARTBEAT_INTERVAL_S", "0.2")
     tracker = open_tracker(load_settings(env_file=None))
@@ -70,6 +71,7 @@ def test_the_active_run_beats_and_stops_beating_when_it_ends(monkeypatch, store)
     assert ended.status == "FINISHED" and not is_lost(ended, time.time() + 3600)
 
 
+@pytest.mark.slow  # a fresh MLflow store: ~10 s of migrations on a busy box
 def test_beats_can_be_turned_off_and_a_sweep_parent_does_not_beat(monkeypatch, store):
     monkeypatch.setenv("HEIMDALL_TRACKING__HEARTBEAT_INTERVAL_S", "0")
     tracker = open_tracker(load_settings(env_file=None))
