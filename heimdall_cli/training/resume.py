@@ -61,13 +61,19 @@ class ResumePlan:
     message: str | None = None
 
 
-def find_job_run(source: RunSource, experiment: str, key: str) -> str | None:
-    """The newest unfinished run (RUNNING, FAILED, KILLED) of job ``key`` in ``experiment``, if any."""
+def find_job_run(source: RunSource, experiment: str, key: str, started_before_ms: int | None = None) -> str | None:
+    """The newest unfinished run (RUNNING, FAILED, KILLED) of job ``key`` in ``experiment``, if any.
+
+    ``started_before_ms``: only runs started before then (a rank that must not take up the run
+    its own job's rank 0 has just started).
+    """
     try:
         experiment_id = source.find_experiment(experiment)
     except NotFound:
         return None
     where = f"tags.`{JOB_KEY_TAG}` = '{key}' and attributes.status != 'FINISHED'"
+    if started_before_ms is not None:
+        where += f" and attributes.start_time < {int(started_before_ms)}"
     runs = source.search([experiment_id], where, ["attributes.start_time DESC"], 1)
     return runs[0].run_id if runs else None
 
@@ -95,7 +101,9 @@ def plan_resume(settings: Settings, resume: str | None, explicit_key: str | None
     source = open_source(settings)
     if auto:
         assert key is not None
-        run_id = find_job_run(source, settings.tracking.experiment, key)
+        # A rank started beside rank 0 (torchrun) looks only at runs older than its own process.
+        run_id = find_job_run(source, settings.tracking.experiment, key,
+                              None if global_zero else _process_start_ms())
         if run_id is None:
             return ResumePlan(None, key, message=f"No unfinished run of job {key} in experiment "
                               f"'{settings.tracking.experiment}': starting a new run.")
@@ -105,6 +113,12 @@ def plan_resume(settings: Settings, resume: str | None, explicit_key: str | None
     changes = compare_settings(settings, record.params, record.run_id)
     message = f"Resuming run {record.run_id} of job {key}." if auto else None
     return ResumePlan(record.run_id, key, changes, message)
+
+
+def _process_start_ms() -> int:
+    import psutil
+
+    return int(psutil.Process().create_time() * 1000)
 
 
 def compare_settings(settings: Settings, logged: dict[str, str], run_id: str) -> dict[str, list[str]]:

@@ -90,6 +90,9 @@ def test_find_job_run_takes_the_newest_unfinished_run_of_the_key(tmp_path):
     source = open_source(settings)
     assert find_job_run(source, "jobs", "k1") == ids["new"]  # not the FINISHED one, even though it is newer
     assert find_job_run(source, "jobs", "k3") is None
+    # A rank beside rank 0 does not take up the run rank 0 started after this process began.
+    started = {r.info.run_id: r.info.start_time for r in tracker.client.search_runs([tracker.find_experiment("jobs")])}
+    assert find_job_run(source, "jobs", "k1", started_before_ms=started[ids["new"]]) == ids["old"]
     assert find_job_run(source, "no-such-experiment", "k1") is None
 
 
