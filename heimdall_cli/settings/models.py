@@ -199,7 +199,7 @@ class TrainingSettings(Section):
     early_stopping_patience: int = Field(10, ge=0, description="Epochs without improvement of the monitored "
                                          "metric (0 disables).")
     save_top_k: int = Field(3, ge=0, description="Checkpoints kept by the monitored metric, besides the last.")
-    checkpoint_every_s: float = Field(1800.0, ge=0, description="Also save a checkpoint this often in seconds of "
+    checkpoint_every_s: float = Field(900.0, ge=0, description="Also save a checkpoint this often in seconds of "
                                       "training, mid-epoch too, so a kill loses at most this much (0 disables).")
     checkpoint_every_n_steps: int = Field(0, ge=0, description="Also save a checkpoint every N optimizer steps "
                                           "(0 disables).")
