@@ -80,7 +80,7 @@ def train(
 
       heimdall train --resume 3f2a… --json
 
-      heimdall train --config quickstart --resume auto --job-key nightly-42   # run it again after a kill
+      heimdall train --config quickstart --resume auto --job-key nightly-42
     """
     from heimdall_cli.cli.common import make_output, settings_for
     from heimdall_cli.settings import parse_overrides, set_flag
