@@ -85,7 +85,7 @@ def plan_resume(settings: Settings, resume: str | None, explicit_key: str | None
     A resumed run's logged settings are compared with ``settings`` (:func:`compare_settings`).
     """
     auto = resume == "auto" or (explicit_key is not None and resume is None)
-    key = job_key(explicit_key) if auto or explicit_key else job_key()
+    key = job_key(explicit_key) if auto or explicit_key else _implicit_key()
     if auto and key is None:
         raise ConfigError("--resume auto needs a job key: none was given and no SLURM_JOB_ID or "
                           "TORCHELASTIC_RUN_ID is set.", "Pass --job-key KEY (the same on every restart).")
@@ -113,6 +113,14 @@ def plan_resume(settings: Settings, resume: str | None, explicit_key: str | None
     changes = compare_settings(settings, record.params, record.run_id)
     message = f"Resuming run {record.run_id} of job {key}." if auto else None
     return ResumePlan(record.run_id, key, changes, message)
+
+
+def _implicit_key() -> str | None:
+    """The scheduler's job id as a tag for a run that did not ask to resume (an odd one is left out)."""
+    try:
+        return job_key()
+    except ConfigError:
+        return None
 
 
 def _process_start_ms() -> int:

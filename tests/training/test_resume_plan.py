@@ -42,6 +42,15 @@ def test_job_key_comes_from_the_flag_then_slurm_then_torchrun(monkeypatch, no_sc
         job_key("a'b")  # it goes into a search filter
 
 
+def test_a_fresh_run_carries_the_schedulers_job_id(monkeypatch, no_scheduler):
+    assert plan_resume(load_settings(), None, None).job_key is None
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    plan = plan_resume(load_settings(), None, None)
+    assert (plan.run_id, plan.job_key) == (None, "4242")
+    monkeypatch.setenv("SLURM_JOB_ID", "42 42")  # not asked to resume: an odd id is no reason to fail
+    assert plan_resume(load_settings(), None, None).job_key is None
+
+
 def test_resume_auto_without_any_key_is_a_usage_error(no_scheduler):
     with pytest.raises(ConfigError) as e:
         plan_resume(load_settings(), "auto", None)
