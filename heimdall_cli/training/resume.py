@@ -179,9 +179,13 @@ def newest_checkpoint(run_dir: Path) -> Path | None:
     """The newest checkpoint under ``run_dir``: last, top-k, time/step, or Lightning's SLURM ``hpc_ckpt_N``."""
     folder = run_dir / "checkpoints"
     found = [*folder.rglob("*.ckpt"), *run_dir.glob("hpc_ckpt_*.ckpt")] if run_dir.is_dir() else []
-    if not found:
-        return None
-    return max(found, key=lambda p: (checkpoint_step(p), _PRIORITY[_kind(p, folder)], p.stat().st_mtime_ns))
+    ranked = []
+    for path in found:
+        try:
+            ranked.append(((checkpoint_step(path), _PRIORITY[_kind(path, folder)], path.stat().st_mtime_ns), path))
+        except Exception:  # a file cut short by a kill: the next newest one will do
+            continue
+    return max(ranked)[1] if ranked else None
 
 
 def find_resume_checkpoint(tracker: Tracker | None, run_dir: Path) -> Path:

@@ -123,3 +123,5 @@ def test_the_newest_checkpoint_is_the_one_of_the_highest_step_whatever_kind(tmp_
     assert newest_checkpoint(run_dir) == hpc
     os.utime(steps, (1, 1))
     assert newest_checkpoint(run_dir) == hpc
+    hpc.write_bytes(hpc.read_bytes()[:100])  # cut short by a kill while it was written
+    assert newest_checkpoint(run_dir) == steps
