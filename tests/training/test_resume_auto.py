@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import stat
 import time
@@ -64,13 +65,14 @@ def test_sigterm_then_the_same_command_continues_the_same_run(tmp_path):
     run_id = _one_run(c)
     assert c.get_run(run_id).data.tags["heimdall.job_key"] == "job-a"
 
+    shutil.rmtree(tmp_path / "outputs")  # requeued on another node: the checkpoints come from the store
     again = run_heimdall(["train", *args, "--progress", "plain"], env, tmp_path)
     assert f"Resuming run {run_id} of job job-a." in again.stderr
     assert _one_run(c) == run_id
     steps = _check_finished(c, run_id, again, epochs=2)
     # The time-based checkpoints were saved, uploaded and their cost recorded.
     stored = [a.path for a in c.list_artifacts(run_id, "checkpoints/time")]
-    assert len(stored) == 1 and stored[0].endswith(".ckpt"), stored
+    assert len(stored) == 1 and stored[0].endswith(".ckpt"), f"the newest only, older ones deleted: {stored}"
     cost = history(c, run_id, "perf/checkpoint_seconds")
     assert cost and all(v > 0 for _, v in cost) and steps["perf/checkpoint_seconds"] == sorted({s for s, _ in cost})
 
