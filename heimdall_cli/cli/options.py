@@ -42,3 +42,5 @@ TrackingUriOpt = Annotated[
     typer.Option("--tracking-uri", help="Tracking URI (overrides MLFLOW_TRACKING_URI and config).", show_default=False),
 ]
 LimitOpt = Annotated[int, typer.Option("--limit", "-l", min=1, max=50000, help="At most this many results.")]
+SkipBadOpt = Annotated[bool, typer.Option("--skip-bad", help="Leave bad recordings out and count them (exit 0) "
+                                          "instead of stopping at the first (exit 2).")]

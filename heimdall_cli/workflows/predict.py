@@ -1,4 +1,5 @@
-"""``heimdall predict``: a logged model's positions for a dataset, SigMF collections or acquisition sessions.
+"""``heimdall predict``: a logged model's positions for a dataset, SigMF collections, acquisition sessions or a
+received-power table (read as :mod:`heimdall_cli.workflows.predict_inputs` says).
 
 The model comes from the tracker (``models:/NAME@ALIAS``, ``models:/NAME/VERSION``, a run
 id); its metadata carries the feature parameters and station slots it was trained with.
@@ -31,9 +32,10 @@ from heimdall_cli.errors import ConfigError, WorkFailed
 
 if TYPE_CHECKING:
     from heimdall_cli.data.receivers import Receiver
-    from heimdall_cli.data.samples import Samples
     from heimdall_cli.data.stations import Match
+    from heimdall_cli.data.tables import TableSpec
     from heimdall_cli.tracking import Tracker
+    from heimdall_cli.workflows.predict_inputs import Inputs
 
 PROBABILITY = 0.68
 
@@ -63,6 +65,7 @@ class PredictResult:
     ignored_stations: list[str] = field(default_factory=list)
     stations: list[Match] = field(default_factory=list)  # how each input station was used
     architecture: str = "slots"
+    skipped: dict[str, Any] | None = None  # with skip_bad: what was left out (an import's report)
 
     @property
     def labelled_p50_m(self) -> float | None:
@@ -133,23 +136,28 @@ def _input_shape(meta: dict[str, Any]) -> list[int] | None:
 
 
 def predict(tracker: Tracker, reference: str, *, dataset: str | None = None, sigmf: list[Path] | None = None,
-            sessions: list[str] | None = None, from_db: str | None = None, storage: Any = None,
-            iq_bucket: str = "heimdall-raw-iq", timeout_s: float = 5.0) -> PredictResult:
-    """Positions for exactly one kind of input (see the module docstring)."""
+            sessions: list[str] | None = None, from_db: str | None = None, table: TableSpec | None = None,
+            skip_bad: bool = False, storage: Any = None, iq_bucket: str = "heimdall-raw-iq",
+            timeout_s: float = 5.0) -> PredictResult:
+    """Positions for exactly one kind of input (see the module docstring); ``skip_bad``: recordings and table rows
+    that cannot be read are left out and counted (``PredictResult.skipped``) instead of stopping."""
     from heimdall_cli.data.stations import match
+    from heimdall_cli.workflows.predict_inputs import from_dataset, from_recordings, from_table
 
-    given = [x for x in (dataset, sigmf, sessions) if x]
+    given = [x for x in (dataset, sigmf, sessions, table) if x]
     if len(given) != 1:
-        raise ConfigError("Give exactly one input: --dataset, --sigmf or --session (with --from-db).")
+        raise ConfigError("Give exactly one input: --dataset, --sigmf, --table or --session (with --from-db).")
     with tempfile.TemporaryDirectory(prefix="heimdall-predict-") as tmp:
         model = load_model(tracker, reference, Path(tmp))
         if model.architecture not in ("set", "slots"):
             raise WorkFailed(f"{model.description} has architecture {model.architecture!r}; this heimdall reads "
                              "'set' and 'slots' models.", "Predict with the heimdall version that trained it.")
         if dataset:
-            got = _from_dataset(model, dataset, storage)
+            got = from_dataset(model, dataset, storage)
+        elif table is not None:
+            got = from_table(model, table, skip_bad)
         else:
-            got = _from_recordings(model, sigmf, sessions, from_db, storage, iq_bucket, timeout_s)
+            got = from_recordings(model, sigmf, sessions, from_db, storage, iq_bucket, timeout_s, skip_bad)
         matches = match(got.stations, model.receivers, accept_new=model.architecture == "set", named=got.named)
         packed = _align(model, got, matches)
         rows = _run(model, packed)
@@ -165,7 +173,8 @@ def predict(tracker: Tracker, reference: str, *, dataset: str | None = None, sig
             p.error_m = float(errors_m(np.array([[lat, lon]]), true[None])[0])
         predictions.append(p)
     ignored = sorted(m.station for m in matches if m.how == "unmatched")
-    return PredictResult(model.description, got.source, predictions, ignored, matches, model.architecture)
+    return PredictResult(model.description, got.source, predictions, ignored, matches, model.architecture,
+                         got.report.to_json() if got.report is not None else None)
 
 
 def to_geojson(result: PredictResult) -> dict[str, Any]:
@@ -201,77 +210,6 @@ def r68(sigma_east: Any, sigma_north: Any, probability: float = PROBABILITY) -> 
         prob = (weight * erf(inner / (np.sqrt(2) * np.maximum(se[:, None], 1e-12)))).sum(1)
         lo, hi = np.where(prob < probability, mid, lo), np.where(prob < probability, hi, mid)
     return 0.5 * (lo + hi)
-
-
-@dataclass
-class Inputs:
-    """What was read: the samples over the input's own stations, in their order."""
-
-    samples: Samples
-    stations: tuple[Receiver, ...]
-    refs: list[str]
-    source: str
-    named: set[str] | None = None  # the stations the input named (None: all); the others match by position only
-
-
-def _from_dataset(model: LoadedModel, location: str, storage: Any) -> Inputs:
-    from heimdall_cli.data.store import open_dataset
-
-    reader = open_dataset(location, storage)
-    if reader.manifest.features != model.metadata["features"]:
-        if "kind" in model.metadata["features"] or "kind" in reader.manifest.features:
-            raise ConfigError(f"Dataset {location} has {reader.manifest.features} features; {model.description} "
-                              f"reads {model.metadata['features']}.")
-        from heimdall_cli.data.dataset import check_features
-        from heimdall_cli.settings import FeatureSettings
-
-        check_features(reader.manifest.features, FeatureSettings.model_validate(model.metadata["features"]),
-                       f"Dataset {location}", hint=f"Import or generate it with the feature parameters of "
-                       f"{model.description} (its run's data.features params).")
-    samples = reader.load()
-    return Inputs(samples, tuple(reader.manifest.receivers), [f"{location}#{i}" for i in range(len(samples))],
-                  location)
-
-
-def _from_recordings(model: LoadedModel, sigmf: list[Path] | None, sessions: list[str] | None, from_db: str | None,
-                     storage: Any, bucket: str, timeout_s: float) -> Inputs:
-    from heimdall_cli.data.importing import Capture, checked, to_samples
-    from heimdall_cli.settings import FeatureSettings
-
-    if "kind" in model.metadata["features"]:
-        raise ConfigError(f"{model.description} was trained on analytic (version 1) features; it cannot read IQ.")
-    params = FeatureSettings.model_validate(model.metadata["features"])
-    if sigmf:
-        from heimdall_cli.data import sigmf_io
-
-        collections = sigmf_io.find_collections(sigmf)
-        table, _, broken = sigmf_io.stations(collections)
-        if broken:
-            raise ConfigError(next(iter(broken.values())), "Fix or remove it.")
-        stations, units = table.stations, sigmf_io.transmissions(collections)
-        named: set[str] | None = {name for name, given in table.named.items() if given}
-        source = ", ".join(str(p) for p in sigmf)
-    else:
-        from heimdall_cli.data.acquisition import Selection, open_source
-
-        if not from_db:
-            raise ConfigError("--session needs --from-db (the acquisition database).")
-        acquisition = open_source(from_db, Selection(session_ids=list(sessions or [])), storage, bucket=bucket,
-                                  timeout_s=timeout_s)
-        units, source = acquisition.units, f"{acquisition.uri} sessions {', '.join(sessions or [])}"
-        stations, named = acquisition.stations, None
-        if not units:
-            raise ConfigError(f"No recorded chunk in session(s) {', '.join(sessions or [])}.")
-    known = {r.name: r for r in stations}
-    loaded: list[tuple[Any, list[Capture]]] = []
-    for unit in units:
-        captures = []
-        for c in unit.load():
-            if isinstance(c, ConfigError):
-                raise c
-            captures.append(checked(c, known, params))
-        loaded.append((unit, captures))
-    return Inputs(to_samples(loaded, stations, params), tuple(stations), [u.ref for u, _ in loaded], source, named)
 
 
 def _align(model: LoadedModel, got: Inputs, matches: list[Match]) -> NDArray[np.float32]:
