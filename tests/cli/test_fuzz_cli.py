@@ -759,6 +759,9 @@ NOT_FUZZED = {
     "sweep show": "reads an Optuna study (tests/workflows/sweep/)",
     "sweep best": "reads an Optuna study (tests/workflows/sweep/)",
     "data import table": "reads a CSV or Parquet table of recordings: no fuzzer for its file format yet",
+    "config init": "writes a packaged profile to a new file (tests/settings/test_profiles.py)",
+    "runs reap": "ends lost RUNNING runs in the store; fuzzing it would change the shared fuzz world "
+                 "(tests/tracking/test_liveness.py)",
 }
 #: Positive controls that passed in this session (test_zz_inputs_tried checks them).
 CONTROLLED: set[str] = set()
