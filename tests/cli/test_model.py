@@ -99,7 +99,11 @@ def test_register_bad_input(sqlite_only, fresh_experiment):
     no_model = cli("model", "register", "--run-id", empty)
     assert no_model.exit_code == 4 and "no model logged" in no_model.stderr
     both = cli("model", "register", "--run-id", world.run_id, "--best", "val/loss")
-    assert both.exit_code == 2 and "exactly one of --run-id and --best" in both.stderr
+    assert both.exit_code == 2 and "exactly one of --run-id, --best and --model" in both.stderr
+    not_a_model = cli("model", "register", "--model", "3f2a")
+    assert not_a_model.exit_code == 2 and "not a logged model id" in not_a_model.stderr
+    unknown = cli("model", "register", "--model", "m-0123456789abcdef0123456789abcdef")
+    assert unknown.exit_code == 4 and "not found" in unknown.stderr and "Traceback" not in unknown.stderr
     assert cli("model", "register").exit_code == 2
     bad_tag = cli("model", "register", "--run-id", world.run_id, "--tag", "novalue")
     assert bad_tag.exit_code == 2 and "KEY=VALUE" in bad_tag.stderr
@@ -315,9 +319,11 @@ def test_export_parity_failure_logs_nothing(sqlite_only, monkeypatch):
     ("args", "code", "needle"),
     [
         (["--format", "tflite", "--version", "1"], 2, "Supported formats: onnx"),
-        (["--format", "onnx"], 2, "exactly one of --version and --alias"),
+        (["--format", "onnx"], 2, "exactly one of --version, --alias and --model"),
         (["--format", "onnx", "--alias", "nope"], 4, "holds alias 'nope'"),
         (["--format", "onnx", "--version", "7"], 4, "has no version 7"),
+        (["--format", "onnx", "--model", "nope"], 2, "not a logged model id"),
+        (["--format", "onnx", "--model", "m-0123456789abcdef0123456789abcdef"], 4, "not found"),
     ],
 )
 def test_export_bad_input(sqlite_only, args, code, needle):
