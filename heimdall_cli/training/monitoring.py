@@ -35,6 +35,9 @@ class Throughput(Callback):
         self._steps = 0
         self._samples = 0
 
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.on_train_epoch_start(trainer, pl_module)  # a resume mid-epoch: that epoch's start hook never comes
+
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._started = self._last = time.perf_counter()
         self._steps = self._samples = 0

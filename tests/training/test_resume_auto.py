@@ -51,6 +51,10 @@ def _check_finished(c, run_id: str, result, epochs: int) -> dict[str, list[int]]
     assert steps["train/loss"] == list(range(epochs * STEPS_PER_EPOCH)), "no step twice, none missing"
     # The loop position came back: validation ran once per epoch, at each epoch's last step.
     assert steps["val/loss"] == [STEPS_PER_EPOCH * (e + 1) - 1 for e in range(epochs)]
+    # Throughput of the resumed epoch is timed from the resume (its epoch-start hook never came): several
+    # steps a second here, not 15 steps over the seconds since the box booted.
+    rates = [v for _, v in history(c, run_id, "perf/steps_per_s")]
+    assert len(rates) == epochs and min(rates) > 0.2, rates
     return steps
 
 
