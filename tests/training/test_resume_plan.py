@@ -75,11 +75,13 @@ def test_changing_what_the_model_is_is_refused_naming_every_key():
 
 def test_changes_made_on_purpose_are_allowed_and_listed():
     logged = _logged(training={"epochs": 1, "learning_rate": 0.003})
-    now = load_settings(flags={"training": {"epochs": 2, "learning_rate": 0.05, "devices": "2"},
+    now = load_settings(flags={"training": {"epochs": 2, "learning_rate": 0.05, "devices": "2",
+                                            "pretrained_path": "/elsewhere/weights.safetensors"},
                                "data": {"synth_workers": 3}})
     changes = compare_settings(now, logged, "abc")
     assert changes == {"training.devices": ["auto", "2"], "training.epochs": ["1", "2"],
-                       "training.learning_rate": ["0.003", "0.05"]}
+                       "training.learning_rate": ["0.003", "0.05"],
+                       "training.pretrained_path": ["", "/elsewhere/weights.safetensors"]}
     assert compare_settings(load_settings(), _logged(), "abc") == {}
 
 
