@@ -111,8 +111,10 @@ def register(
     dotted = {"tracking.model_name": name, "tracking.experiment": experiment}
     source = query_source(config, tracking_uri, **dotted)  # finding the run (or not) is a fast query
     chosen = None
-    model_id = model.removeprefix("models:/") if model else None
-    if model_id is not None and not model_id.startswith("m-"):
+    from heimdall_cli.tracking.logged_models import model_id_of
+
+    model_id = model_id_of(model) if model else None
+    if model is not None and model_id is None:
         raise ConfigError(f"--model {model!r} is not a logged model id (m-…).",
                           "See a run's models: heimdall runs show RUN")
     if best is not None:
@@ -333,8 +335,9 @@ def export(
         raise ConfigError("Give exactly one of --version, --alias and --model.",
                           "Example: heimdall model export --format onnx --alias production")
     from heimdall_cli.tracking import registry
+    from heimdall_cli.tracking.logged_models import model_id_of
 
-    if model is not None and not model.removeprefix("models:/").startswith("m-"):
+    if model is not None and model_id_of(model) is None:
         raise ConfigError(f"--model {model!r} is not a logged model id (m-…).",
                           "See a run's models: heimdall runs show RUN")
     if model is None:
@@ -345,7 +348,7 @@ def export(
 
     tracker = query_tracker(config, tracking_uri, **{"tracking.model_name": name})
     result = export_onnx(tracker, version=version, alias=alias, register=register_it, output=output,
-                         samples=samples, opset=opset, wait_s=wait, model_id=model)
+                         samples=samples, opset=opset, wait_s=wait, model_id=model_id_of(model) if model else None)
     data = asdict(result)
     bare = str(result.registered["version"]) if result.registered else result.model_uri
 

@@ -36,6 +36,15 @@ MAX_MODEL_PARAMS = 1000
 STATUSES = {0: "UNSPECIFIED", 1: "PENDING", 2: "READY", 3: "FAILED"}  # MLflow's stored status numbers
 
 
+def model_id_of(reference: str) -> str | None:
+    """The logged model id in ``m-<32 hex>`` or ``models:/m-<32 hex>``; None for anything else
+    (a registered model may well be called ``m-something``)."""
+    import re
+
+    found = re.fullmatch(r"(?:models:/)?(m-[0-9a-f]{32})", reference.strip())
+    return found[1] if found else None
+
+
 @dataclass(frozen=True)
 class DatasetRef:
     """One dataset split as MLflow knows it: the name and digest that metrics link to."""

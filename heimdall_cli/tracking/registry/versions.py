@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from heimdall_cli.errors import ConfigError, NotFound
+from heimdall_cli.tracking.logged_models import model_id_of
 from heimdall_cli.tracking.records import RunRecord, VersionRecord, best_key
 
 if TYPE_CHECKING:
@@ -123,8 +124,7 @@ def model_location(tracker: RunTracker, reference: str) -> tuple[str, str, str]:
     ``models:/NAME/VERSION``, ``models:/m-…`` (then the path is that URI), ``runs:/RUN_ID/PATH`` or a run id;
     NotFound for unknown ones."""
     ref = reference.strip()
-    if ref.startswith("models:/m-") or ref.startswith("m-"):  # a logged model (MLflow 3): models:/m-…
-        model_id = ref.removeprefix("models:/")
+    if model_id := model_id_of(ref):  # a logged model (MLflow 3): models:/m-…
         return tracker.source_run_of(model_id), f"models:/{model_id}", f"models:/{model_id}"
     if ref.startswith("models:/"):
         body = ref[len("models:/"):]
