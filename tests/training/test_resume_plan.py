@@ -85,6 +85,7 @@ def test_changes_made_on_purpose_are_allowed_and_listed():
     assert compare_settings(load_settings(), _logged(), "abc") == {}
 
 
+@pytest.mark.slow  # a fresh MLflow store: 4-10 s under load
 def test_find_job_run_takes_the_newest_unfinished_run_of_the_key(tmp_path):
     from heimdall_cli.tracking import open_tracker
     from heimdall_cli.tracking.readers import open_source
