@@ -307,7 +307,7 @@ def import_table(
     from heimdall_cli.cli.common import make_output, settings_for
     from heimdall_cli.data.importing import import_transmissions
     from heimdall_cli.data.store import local_target
-    from heimdall_cli.data.tables import read_table
+    from heimdall_cli.data.tables.read import read_table
 
     settings = settings_for(config)
     spec = table_spec(path, layout=layout, fmt=fmt, receivers=receivers, tx_lat=tx_lat, tx_lon=tx_lon, time=time,

@@ -2,7 +2,7 @@
 
 The column mapping sits in its own ``--help`` panel; :func:`table_spec` turns the
 options (keyword names as the commands' parameters) into a
-:class:`~heimdall_cli.data.tables.TableSpec`.
+:class:`~heimdall_cli.data.tables.spec.TableSpec`.
 """
 
 from __future__ import annotations
@@ -61,8 +61,8 @@ TableLimitOpt = Annotated[int | None, typer.Option("--limit", "-l", min=1, help=
 
 
 def table_spec(path: Path, **options: Any) -> Any:
-    """The :class:`~heimdall_cli.data.tables.TableSpec` of the table options (keyword names as in import_table)."""
-    from heimdall_cli.data.tables import TableSpec
+    """The :class:`~heimdall_cli.data.tables.spec.TableSpec` of the table options (keyword names as in import_table)."""
+    from heimdall_cli.data.tables.spec import TableSpec
 
     lists = {"no_position", "moving", "ignore"}
     renamed = {"receivers": "receivers_file", "id_column": "id"}
@@ -74,7 +74,7 @@ def given_without_table(spec: Any) -> list[str]:
     """The flags of ``spec`` (a TableSpec) that differ from the defaults: table options given without a table."""
     from dataclasses import fields
 
-    from heimdall_cli.data.tables import TableSpec
+    from heimdall_cli.data.tables.spec import TableSpec
 
     default = TableSpec(path=spec.path)
     flags = {"fmt": "--format", "receivers_file": "--receivers"}

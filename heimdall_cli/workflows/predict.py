@@ -33,7 +33,7 @@ from heimdall_cli.errors import ConfigError, WorkFailed
 if TYPE_CHECKING:
     from heimdall_cli.data.receivers import Receiver
     from heimdall_cli.data.stations import Match
-    from heimdall_cli.data.tables import TableSpec
+    from heimdall_cli.data.tables.spec import TableSpec
     from heimdall_cli.tracking import Tracker
     from heimdall_cli.workflows.predict_inputs import Inputs
 

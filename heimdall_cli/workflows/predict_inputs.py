@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from heimdall_cli.data.importing import Capture, ImportReport, Transmission
     from heimdall_cli.data.receivers import Receiver
     from heimdall_cli.data.samples import Samples
-    from heimdall_cli.data.tables import TableSpec
+    from heimdall_cli.data.tables.spec import TableSpec
     from heimdall_cli.settings import FeatureSettings
 
 
@@ -98,7 +98,7 @@ def from_recordings(model: LoadedModel, sigmf: list[Path] | None, sessions: list
 
 def from_table(model: LoadedModel, spec: TableSpec, skip_bad: bool = False) -> Inputs:
     """A received-power table (``heimdall data import table``'s reader and options): one sample per transmission."""
-    from heimdall_cli.data.tables import read_table
+    from heimdall_cli.data.tables.read import read_table
 
     kind = model.metadata["features"].get("kind")
     if kind not in (None, "power"):

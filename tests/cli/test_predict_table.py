@@ -60,7 +60,7 @@ def powder_run(world) -> str:
 
 
 def _fixed_receivers() -> dict:
-    from heimdall_cli.data.tables import read_receivers
+    from heimdall_cli.data.tables.receivers_file import read_receivers
 
     assert POWDER is not None
     return read_receivers(POWDER / "location_coordinates.json")

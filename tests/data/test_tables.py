@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from heimdall_cli.cli import app
 from heimdall_cli.data.features import SCALARS
 from heimdall_cli.data.store import open_dataset
-from heimdall_cli.data.tables import read_receivers
+from heimdall_cli.data.tables.receivers_file import read_receivers
 from heimdall_cli.errors import ConfigError
 
 POWER, NOISE, SNR, PRESENT = (SCALARS.index(k) for k in ("power_db", "noise_db", "snr_db", "present"))
