@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 
 from heimdall_cli.cli import completion
 from heimdall_cli.cli.common import make_output, query_source, query_tracker
+from heimdall_cli.cli.model_common import parse_tags, report_promotion
 from heimdall_cli.cli.options import (
     ConfigOpt,
     ExperimentOpt,
@@ -28,9 +29,6 @@ from heimdall_cli.cli.options import (
     WideOpt,
 )
 from heimdall_cli.export.interface import DEFAULT_OPSET, MIN_OPSET
-
-if TYPE_CHECKING:
-    from heimdall_cli.tracking.registry import Promotion
 
 app = typer.Typer(help="Register, promote, roll back, list and export models.", no_args_is_help=True)
 
@@ -101,7 +99,7 @@ def register(
                           "Examples: --run-id 3f2a…  or  --best val/loss  or  --model m-3f2a…")
     if model is not None and best_checkpoint is not None:
         raise ConfigError("--best-checkpoint picks a model of a run: give it with --run-id or --best, not --model.")
-    tags = _parse_tags(tag or [])
+    tags = parse_tags(tag or [])
     if best is not None:
         check_mode(mode)
         check_status(status)
@@ -198,7 +196,7 @@ def promote(
     registry.resolve_version(source, None, version=version, alias=from_alias)
     plan = registry.promote(source, version=version, from_alias=from_alias, stage=stage, alias=alias,
                             require=require, force=force, dry_run=dry_run)
-    _report(plan, json_out, quiet)
+    report_promotion(plan, make_output(json_out, quiet))
 
 
 @app.command("rollback")
@@ -226,7 +224,7 @@ def rollback(
     stage = registry.parse_stage(stage)
     source = query_source(config, tracking_uri, **{"tracking.model_name": name})
     registry.model_aliases(source, source.settings.tracking.model_name)  # unknown model: a fast answer
-    _report(registry.rollback(source, stage=stage, dry_run=dry_run), json_out, quiet)
+    report_promotion(registry.rollback(source, stage=stage, dry_run=dry_run), make_output(json_out, quiet))
 
 
 @app.command("list")
@@ -373,44 +371,3 @@ def export(
         console.print(table("ONNX export", ["", "value"], rows))
 
     make_output(json_out, quiet).result(data, human=human, bare=bare)
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def _parse_tags(items: list[str]) -> dict[str, str]:
-    from heimdall_cli.errors import ConfigError
-
-    tags = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--tag {item!r} is not KEY=VALUE.", "Example: --tag dataset=synthetic-v2")
-        tags[key.strip()] = value
-    return tags
-
-
-def _report(plan: Promotion, json_out: bool, quiet: bool) -> None:
-    data = {**asdict(plan), "model_uri": f"models:/{plan.name}/{plan.version}"}
-
-    def human(console: Any) -> None:
-        verb = "Would" if plan.dry_run else "Did"
-        if plan.action == "rollback":
-            console.print(f"{verb} roll back {plan.stage} of '{plan.name}': version {plan.previous_version} -> "
-                          f"version {plan.version}")
-        else:
-            console.print(f"{verb} promote '{plan.name}' version {plan.version} to {plan.stage}"
-                          + (f" (previous holder: version {plan.previous_version})" if plan.previous_version else ""))
-        for a in plan.aliases_set:
-            console.print(f"  alias {a} -> version {plan.version}")
-        for a in plan.aliases_removed:
-            console.print(f"  alias {a} removed from version {plan.version}")
-        for other, stage in plan.demoted.items():
-            console.print(f"  version {other}: stage -> {stage}")
-        console.print("  tags: " + ", ".join(f"{k}={v}" for k, v in plan.tags.items()))
-        if plan.requirement:
-            console.print(f"  requirement {plan.requirement['condition']!r} met: {plan.requirement['values']}")
-        if plan.dry_run:
-            console.print("Dry run: nothing changed.")
-
-    make_output(json_out, quiet).result(data, human=human, bare=str(plan.version))
