@@ -14,6 +14,10 @@ from typing import Any
 
 import torch
 
+from heimdall_cli.data.slots import rebuild, worker_put
+
+SLOT_MIN_BYTES = 1 << 16  # smaller arrays go by value: a slot's bookkeeping costs more than copying them
+
 
 class Batch(Sequence[dict[str, torch.Tensor]]):
     """Items fetched together (:meth:`RFDataset.__getitems__`). ``collated`` is the batch that
@@ -35,18 +39,21 @@ class Batch(Sequence[dict[str, torch.Tensor]]):
 
 
 class Collated(dict[str, torch.Tensor]):
-    """A finished batch (name -> tensor) that a DataLoader worker sends by value, through its pipe.
+    """A finished batch (name -> tensor) as a DataLoader worker sends it.
 
     A tensor leaving a worker otherwise moves into a new shared-memory segment, one per tensor
     and batch, whose every page is faulted in twice (written in the worker, read in the
-    trainer); on a virtual machine that costs more CPU than reading the samples. By value, the
-    bytes are copied into memory the receiving process reuses batch after batch.
+    trainer); on a virtual machine that costs more CPU than reading the samples. Instead, large
+    arrays go through the worker's reused shared-memory slots (:mod:`heimdall_cli.data.slots`),
+    and small ones (or all of them, outside a worker or when every slot is in use) by value.
     """
 
     def __reduce__(self) -> tuple[Any, ...]:
         if all(isinstance(v, torch.Tensor) and v.device.type == "cpu" and not v.requires_grad
                for v in self.values()):
-            return _rebuild, ({k: v.numpy() for k, v in self.items()},)
+            arrays = {k: v.numpy() for k, v in self.items()}
+            return _rebuild, ({k: (worker_put(a) if a.nbytes >= SLOT_MIN_BYTES else None) or a
+                               for k, a in arrays.items()},)
         return Collated, (dict(self),)
 
     def __copy__(self) -> Collated:
@@ -54,7 +61,7 @@ class Collated(dict[str, torch.Tensor]):
 
 
 def _rebuild(arrays: dict[str, Any]) -> Collated:
-    return Collated({k: torch.from_numpy(a) for k, a in arrays.items()})
+    return Collated({k: rebuild(*a) if isinstance(a, tuple) else torch.from_numpy(a) for k, a in arrays.items()})
 
 
 def collate(batch: Any) -> Any:
