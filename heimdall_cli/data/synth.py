@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from heimdall_cli.data import synth_analytic, synth_iq
-from heimdall_cli.data.features import params_dict
+from heimdall_cli.data.features import SCALARS, params_dict
 from heimdall_cli.data.manifest import ANALYTIC_FEATURES, Manifest
 from heimdall_cli.data.receivers import RECEIVERS, Receiver
 from heimdall_cli.data.samples import Samples
@@ -50,17 +50,48 @@ def generate(n: int, seed: int, world: WorldSettings, params: FeatureSettings, s
     step = synth_iq.BLOCK_SIZE
     first = min(start + n, (start // step + 1) * step)  # align the pieces to blocks: none is made twice
     edges = [start, *range(first, start + n, step), start + n]
-    jobs = [(b - a, seed, world, params, a) for a, b in itertools.pairwise(edges) if b > a]
+    jobs = [(a - start, b - a, seed, world, params, a) for a, b in itertools.pairwise(edges) if b > a]
+    global _SHARED
+    _SHARED = _shared_samples(n, synth_iq.slots(world), params.bands, params.frames)  # the workers write here
     pool = multiprocessing.get_context("fork").Pool(min(workers, len(jobs)), initializer=_one_thread)
     try:
-        blocks = pool.starmap(synth_iq.generate, jobs)
+        pool.starmap(_generate_into_shared, jobs)
         pool.close()  # the workers finish on their own: no SIGTERM into handlers they inherited
     except BaseException:
         pool.terminate()
         raise
     finally:
         pool.join()
-    return Samples.concat(blocks)
+        out, _SHARED = _SHARED, None
+    return out
+
+
+# A parallel generate()'s result, shared with its forked workers (only a process with one thread forks).
+_SHARED: Samples | None = None
+
+
+def _shared_samples(n: int, slots: int, bands: int, frames: int) -> Samples:
+    """Samples of ``n`` rows in anonymous shared memory: forked workers write their blocks straight into
+    them, instead of sending each block back through a pipe and concatenating."""
+    import mmap
+
+    like = Samples.empty(0, slots, bands, frames, len(SCALARS))
+    arrays = {}
+    for k in Samples.fields():
+        empty = getattr(like, k)
+        shape = (n, *empty.shape[1:])
+        nbytes = int(np.prod(shape)) * empty.itemsize
+        arrays[k] = (np.frombuffer(mmap.mmap(-1, nbytes, flags=mmap.MAP_SHARED | mmap.MAP_ANONYMOUS), empty.dtype)
+                     .reshape(shape) if nbytes else np.empty(shape, empty.dtype))
+    return Samples(**arrays)
+
+
+def _generate_into_shared(offset: int, n: int, seed: int, world: WorldSettings, params: FeatureSettings,
+                          start: int) -> None:
+    block = synth_iq.generate(n, seed, world, params, start=start)
+    assert _SHARED is not None  # inherited from the parent at fork
+    for k in Samples.fields():
+        getattr(_SHARED, k)[offset : offset + n] = getattr(block, k)
 
 
 def default_workers() -> int:
