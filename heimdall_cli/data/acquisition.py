@@ -142,7 +142,7 @@ def connect(uri: str, timeout_s: float = 5.0) -> Any:
     """A read-only psycopg connection; BackendUnavailable in one line when the database does not answer."""
     import psycopg
 
-    from heimdall_cli.settings.models import split_uri_password
+    from heimdall_cli.settings.services import split_uri_password
 
     shown, password = split_uri_password(uri)
     register_secret(password)
