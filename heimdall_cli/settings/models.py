@@ -36,6 +36,9 @@ class TrainingSettings(Section):
     )
     receiver_dropout: float = Field(0.1, ge=0, lt=1, description="Share of receivers hidden at random from each "
                                     "training sample (a model that copes with absent receivers).")
+    ensemble: int = Field(1, ge=1, le=16, description="Networks in a deep ensemble: independently initialised, "
+                          "trained side by side on the same batches, each by its own loss; the prediction is their "
+                          "mean and σ their combined spread. Costs this many times the compute of one.")
     architecture: Literal["slots", "set"] = Field(
         "slots", description="slots: one backbone image channel per station of the training data (the better and "
         "faster model on a fixed network: docs/development/benchmarks.md); set: the receivers as a set, each with its "

@@ -142,27 +142,38 @@ class LocalizationLitModule(L.LightningModule):
         extent_km: float = 100.0,
         anchors_km: list[list[float]] | None = None,
         receiver_dropout: float = 0.0,
+        ensemble: int = 1,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         weights = Path(pretrained_path) if pretrained_path else None
-        output = MixtureOutput(np.asarray(anchors_km), extent_km) if anchors_km else GaussianOutput(extent_km)
-        if architecture == "set":
-            from heimdall_cli.training.set_net import SetLocalizationNet
 
-            encoder = create_backbone(backbone, 1, pretrained=pretrained, pretrained_path=weights) \
-                if bands * frames > 0 else None
-            self.net: nn.Module = SetLocalizationNet(encoder, bands, frames, tuple(origin), stats, output,
-                                                     hidden=head_hidden)
-        else:
+        def member() -> nn.Module:
+            output = MixtureOutput(np.asarray(anchors_km), extent_km) if anchors_km else GaussianOutput(extent_km)
+            if architecture == "set":
+                from heimdall_cli.training.set_net import SetLocalizationNet
+
+                encoder = create_backbone(backbone, 1, pretrained=pretrained, pretrained_path=weights) \
+                    if bands * frames > 0 else None
+                return SetLocalizationNet(encoder, bands, frames, tuple(origin), stats, output, hidden=head_hidden)
             net = create_backbone(backbone, slots, pretrained=pretrained, pretrained_path=weights) \
                 if bands * frames > 0 else None
-            self.net = LocalizationNet(net, slots, bands, frames, tuple(origin), stats, head_hidden,
-                                       side=max(head_hidden // 2, 8), output=output)
+            return LocalizationNet(net, slots, bands, frames, tuple(origin), stats, head_hidden,
+                                   side=max(head_hidden // 2, 8), output=output)
+
+        if ensemble > 1:
+            from heimdall_cli.training.ensemble import EnsembleNet
+
+            self.net: nn.Module = EnsembleNet([member() for _ in range(ensemble)])
+            encoders = self.net.backbones
+        else:
+            self.net = member()
+            encoders = [self.net.backbone] if self.net.backbone is not None else []
         self.origin = tuple(origin)
-        if freeze_backbone and self.net.backbone is not None:
-            for p in self.net.backbone.parameters():
-                p.requires_grad_(False)
+        if freeze_backbone:
+            for encoder in encoders:
+                for p in encoder.parameters():
+                    p.requires_grad_(False)
         self._outputs: dict[str, list[dict[str, torch.Tensor]]] = {"val": [], "test": []}
 
     def forward(self, receivers: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -158,6 +158,7 @@ def build_model(settings: Settings, splits: Splits | None = None) -> Localizatio
         warmup_fraction=t.warmup_fraction,
         architecture=t.architecture,
         receiver_dropout=t.receiver_dropout,
+        ensemble=t.ensemble,
         head_hidden=t.head_width,
         **shape,
     )

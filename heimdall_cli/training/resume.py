@@ -35,8 +35,8 @@ RESUME_ENV = "HEIMDALL_RESUME_RUN_ID"
 _KEY = re.compile(r"[A-Za-z0-9_.:@-]{1,200}")
 #: Settings that define what the model is (or what it learns from): a resume must not change them.
 #: (Pretrained weights are not among them: a resume's weights come from the checkpoint.)
-MODEL_KEYS = ("training.backbone", "training.architecture", "training.head_width", "training.mixture_components",
-              "training.freeze_backbone")
+MODEL_KEYS = ("training.backbone", "training.architecture", "training.ensemble", "training.head_width",
+              "training.mixture_components", "training.freeze_backbone")
 _DATA_FREE = ("data.synth_workers",)  # how data is made, not which data
 
 
