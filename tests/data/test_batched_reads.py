@@ -8,27 +8,15 @@ from multiprocessing.reduction import ForkingPickler
 import numpy as np
 import pytest
 import torch
-from torch.utils.data import DataLoader, Dataset, default_collate
+from torch.utils.data import DataLoader, default_collate
 
 from heimdall_cli.data.batch import Batch, Collated, collate
 from heimdall_cli.data.dataset import build_splits
 from heimdall_cli.data.synth import write_dataset
 from heimdall_cli.settings import DataSettings, FeatureSettings, WorldSettings
+from tests.data.item_by_item import ItemByItem
 
 from .conftest import V1_FIXTURE
-
-
-class ItemByItem(Dataset):
-    """The same split without ``__getitems__``: the DataLoader reads it one item at a time."""
-
-    def __init__(self, split):
-        self.split = split
-
-    def __len__(self):
-        return len(self.split)
-
-    def __getitem__(self, i):
-        return self.split[i]
 
 
 def batches(dataset, *, seed=5, batch_size=16, **kwargs):

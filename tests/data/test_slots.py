@@ -5,24 +5,14 @@ import gc
 import numpy as np
 import pytest
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from heimdall_cli.data import slots
 from heimdall_cli.data.batch import collate
 from heimdall_cli.data.dataset import build_splits
 from heimdall_cli.data.synth import write_dataset
 from heimdall_cli.settings import DataSettings, FeatureSettings, WorldSettings
-
-
-class ItemByItem(Dataset):
-    def __init__(self, split):
-        self.split = split
-
-    def __len__(self):
-        return len(self.split)
-
-    def __getitem__(self, i):
-        return self.split[i]
+from tests.data.item_by_item import ItemByItem
 
 
 @pytest.fixture(scope="module")

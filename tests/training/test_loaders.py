@@ -1,25 +1,13 @@
 """The trainer's DataLoaders read whole batches at once and give the batches item-by-item reads gave."""
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from heimdall_cli.data.batch import collate
 from heimdall_cli.data.dataset import build_splits
 from heimdall_cli.settings import load_settings
 from heimdall_cli.training.prepare import make_loaders
-
-
-class ItemByItem(Dataset):
-    """A split without ``__getitems__``: what the loaders read before batched reads."""
-
-    def __init__(self, split):
-        self.split = split
-
-    def __len__(self):
-        return len(self.split)
-
-    def __getitem__(self, i):
-        return self.split[i]
+from tests.data.item_by_item import ItemByItem
 
 
 def test_train_loader_gives_the_batches_of_item_by_item_reads_in_the_seeded_order():
