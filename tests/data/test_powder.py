@@ -91,8 +91,8 @@ def test_shuttle_positions_lie_among_the_fixed_receivers(powder):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("architecture", "epochs", "bound"), [("slots", 5, 0.6), ("set", 3, 0.9)])
-def test_training_on_real_received_power(powder, tmp_path, architecture, epochs, bound):
+@pytest.mark.parametrize(("architecture", "epochs", "bound", "ensemble"), [("slots", 5, 0.6, 3), ("set", 3, 0.9, 1)])
+def test_training_on_real_received_power(powder, tmp_path, architecture, epochs, bound, ensemble):
     """configs/powder.yaml for a few epochs: the model, every baseline and the calibration on the same test split.
 
     The oracle is independent of the run: the error of the labels' centre, computed here from the dataset.
@@ -103,7 +103,8 @@ def test_training_on_real_received_power(powder, tmp_path, architecture, epochs,
            "HEIMDALL_STORAGE__ARTIFACT_ROOT": str(tmp_path / "artifacts"), "COLUMNS": "200"}
     result = CliRunner().invoke(app, ["train", "--config", str(root / "configs" / "powder.yaml"), "--data",
                                       str(ds.root), "--epochs", str(epochs), "--progress", "none", "--json",
-                                      f"training.architecture={architecture}", "--output-dir", str(tmp_path / "out")],
+                                      f"training.architecture={architecture}", f"training.ensemble={ensemble}",
+                                      "--output-dir", str(tmp_path / "out")],
                                 env=env)
     assert result.exit_code == 0, result.output
     test = json.loads(result.stdout)["test"]
