@@ -151,14 +151,15 @@ def predict(
         from heimdall_cli.cli.output import table
 
         labelled = any(p.error_m is not None for p in result.predictions)
-        columns = ["sample", "lat", "lon", "r68 (km)", "σ east (km)", "σ north (km)"] + (["error (km)"] if labelled
-                                                                                          else [])
-        body = [(p.ref, f"{p.lat:.4f}", f"{p.lon:.4f}", p.r68_m / 1000, p.sigma_east_m / 1000,
-                 p.sigma_north_m / 1000, *([None if p.error_m is None else p.error_m / 1000] if labelled else []))
+        unit, show = _distance_unit([p.r68_m for p in result.predictions])
+        columns = ["sample", "lat", "lon", f"r68 ({unit})", f"σ east ({unit})", f"σ north ({unit})"] + (
+            [f"error ({unit})"] if labelled else [])
+        body = [(p.ref, f"{p.lat:.4f}", f"{p.lon:.4f}", show(p.r68_m), show(p.sigma_east_m), show(p.sigma_north_m),
+                 *([None if p.error_m is None else show(p.error_m)] if labelled else []))
                 for p in result.predictions]
         console.print(table(f"Predictions of {result.model} ({len(rows)})", columns, body))
         if result.labelled_p50_m is not None:
-            console.print(f"median error over the labelled samples: {result.labelled_p50_m / 1000:.1f} km")
+            console.print(f"median error over the labelled samples: {show(result.labelled_p50_m)} {unit}")
 
     out.result(data, human=human, bare=[f"{p.lat:.6f} {p.lon:.6f} {p.r68_m:.0f}" for p in result.predictions])
 
@@ -185,3 +186,12 @@ def _report_skipped(out: Any, skipped: dict[str, Any] | None) -> None:
         reasons = "; ".join(f"{reason}: {n}" for reason, n in skipped["problems"].items())
         out.warn(f"left out (--skip-bad): {skipped['skipped_recordings']} recording(s), "
                  f"{skipped['skipped_transmissions']} transmission(s) ({reasons})")
+
+
+def _distance_unit(r68_m: list[float]) -> tuple[str, Any]:
+    """Metres for a campus-sized answer (median 68 % radius under 10 km), else kilometres; and a formatter."""
+    import statistics
+
+    if r68_m and statistics.median(r68_m) < 10_000:
+        return "m", lambda v: f"{v:.0f}"
+    return "km", lambda v: f"{v / 1000:.1f}"

@@ -78,6 +78,9 @@ def test_powder_table_is_predicted_with_the_matching_reported_and_the_labelled_e
     assert "  bus-4603 -> bus-4603 (by name)" in human.stderr  # a shuttle: its position comes from its row
     assert "left out" not in human.stderr
     assert "median error over the labelled samples:" in human.stdout
+    assert "r68 (m)" in human.stdout and "error (m)" in human.stdout  # a campus: metres, not 0.0 km
+    median = human.stdout.split("median error over the labelled samples:")[1].split()
+    assert median[1] == "m" and 1 <= float(median[0]) < 5000, median
 
     data = json.loads(cli("predict", run, *table, "--json").stdout)
     assert data["count"] == 20 and data["ignored_stations"] == [] and len(data["stations"]) == 40
