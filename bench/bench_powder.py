@@ -19,7 +19,7 @@ Targets (on the chosen run of each split): mean and median error ≤ 0.8× kNN's
 coverage 0.68 ± 0.05.
 
 Run: ``.venv/bin/python bench/bench_powder.py [--quick] [--variants slots-mixture,slots-gaussian]
-[--splits random,spatial] [--epochs N]`` (``--quick``: 20 epochs; a few minutes).
+[--splits random,spatial] [--epochs N] [--seed N]`` (``--quick``: 20 epochs; a few minutes).
 """
 
 from __future__ import annotations
@@ -69,6 +69,7 @@ def main() -> int:
                         help=f"comma-separated, from: {', '.join(VARIANTS)}")
     parser.add_argument("--splits", default="random,spatial")
     parser.add_argument("--epochs", type=int, help="override configs/powder.yaml's epochs")
+    parser.add_argument("--seed", type=int, help="data.seed: another draw of the splits (and of the training order)")
     args = parser.parse_args()
     variants = args.variants.split(",")
     unknown = [v for v in variants if v not in VARIANTS]
@@ -91,7 +92,8 @@ def main() -> int:
         for split in args.splits.split(","):
             runs = {}
             for variant in variants:
-                extra = [f"training.epochs={epochs}"] if epochs else []
+                extra = ([f"training.epochs={epochs}"] if epochs else []) + \
+                    ([f"data.seed={args.seed}", f"training.seed={args.seed}"] if args.seed is not None else [])
                 out, wall, cpu = heimdall("train", "--config", str(c.ROOT / "configs" / "powder.yaml"), "--data",
                                           "powder", "--json", "--progress", "none", "--experiment", f"powder-{split}",
                                           f"data.split={split}", *VARIANTS[variant], *extra, cwd=work)
