@@ -97,7 +97,9 @@ def test_kill_9_mid_epoch_loses_at_most_the_step_interval(tmp_path):
     _check_finished(c, run_id, again, epochs=2)
     start = _resumed_from(again.stderr)
     assert start > 0 and start % STEPS_PER_EPOCH != 0, "the test meant a mid-epoch checkpoint"
-    assert 0 <= done - start <= every, f"killed after {done} steps, resumed at step {start}"
+    # At most one interval lost. The kill can land after a checkpoint was saved but before that step's progress
+    # line came out, so the resumed step may also be up to one interval past the last step shown.
+    assert -every <= done - start <= every, f"killed after {done} steps, resumed at step {start}"
 
 
 def test_slurm_requeue_checkpoint_is_found_after_sigusr1_and_kill_9(tmp_path):
